@@ -1,0 +1,1 @@
+from . import checkpoint, transfer_vit  # noqa: F401  (PretrainedEncoder, TransferViT)

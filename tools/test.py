@@ -1,0 +1,69 @@
+"""Test (evaluate) a checkpoint with an MMPretrain, MMSegmentation or MMDetection config.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--amp]
+        [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
+
+Prints the metrics and writes them (JSON) to WORK_DIR/metrics.json.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.evaluator import DumpResults
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+import cmae_mm  # noqa: F401  (registers every module)
+from cmae_mm.utils.launch import prepare_launch
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='dir for logs and metrics.json')
+    parser.add_argument('--out', help='dump raw predictions to this pickle file')
+    parser.add_argument('--amp', action='store_true', help='fp16 test (GPU)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, e.g. test_dataloader.batch_size=1')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'{args.checkpoint}: no such checkpoint file.')
+    cfg = Config.fromfile(args.config)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.amp:
+        cfg.setdefault('test_cfg', {})['fp16'] = True
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg = prepare_launch(cfg, args.launcher)
+
+    runner = (Runner.from_cfg(cfg)
+              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+    metrics = runner.test()
+    if runner.rank == 0:
+        os.makedirs(cfg.work_dir, exist_ok=True)
+        with open(osp.join(cfg.work_dir, 'metrics.json'), 'w') as f:
+            json.dump(metrics, f, indent=2, default=float)
+
+
+if __name__ == '__main__':
+    main()

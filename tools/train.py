@@ -1,0 +1,86 @@
+"""Train a model from an MMPretrain, MMSegmentation or MMDetection config.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]] [--amp]
+        [--auto-scale-lr] [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
+
+cmae_mm is imported whatever the config says, so its modules are always registered.
+The same config runs on GPUs (NCCL) and on CPUs (gloo); see cmae_mm/utils/launch.py.
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+import cmae_mm  # noqa: F401  (registers every module)
+from cmae_mm.utils.launch import prepare_launch
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from the given checkpoint, or, with no value, from the latest '
+        'checkpoint in the work dir')
+    parser.add_argument('--amp', action='store_true',
+                        help='automatic mixed precision (GPU)')
+    parser.add_argument('--no-validate', action='store_true',
+                        help='do not evaluate during training')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='scale the lr by actual batch / auto_scale_lr.base_batch_size')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, e.g. train_dataloader.batch_size=64')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    if args.no_validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
+            raise ValueError('--amp needs optim_wrapper.type == "OptimWrapper" in the '
+                             f'config, got {cfg.optim_wrapper.type!r}.')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint file.')
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' not in cfg:
+            raise KeyError('--auto-scale-lr needs `auto_scale_lr = dict('
+                           'base_batch_size=...)` in the config.')
+        cfg.auto_scale_lr.enable = True
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    return prepare_launch(cfg, args.launcher)
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = merge_args(Config.fromfile(args.config), args)
+    runner = (Runner.from_cfg(cfg)
+              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()

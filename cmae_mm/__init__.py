@@ -6,7 +6,7 @@ MMSegmentation, detection parts into MMDetection. A config needs only
 ``custom_imports = dict(imports=['cmae_mm'], allow_failed_imports=False)``.
 """
 from . import compat  # noqa: F401  (weights-only resume under torch >= 2.6)
-from . import datasets, det, models, seg  # noqa: F401
+from . import datasets, det, engine, models, seg, utils  # noqa: F401
 from .version import __version__
 
 __all__ = ['__version__']

@@ -1,0 +1,2 @@
+"""MMPretrain data transforms."""
+from . import transforms  # noqa: F401

@@ -1,0 +1,187 @@
+"""CMAE: Contrastive Masked Autoencoders (Huang et al., TPAMI 2024, arXiv 2207.13532)."""
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+from mmpretrain.models import BaseSelfSupervisor, CosineEMA
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+from torch import nn
+
+from ..utils import update_target_encoder
+
+
+@MODELS.register_module()
+class CMAE(BaseSelfSupervisor):
+    """CMAE pretraining: a masked autoencoder plus a contrastive branch.
+
+    Online branch (trained by gradient), on the online view:
+    ``backbone`` (:class:`CMAEViT`, visible units only) -> ``neck`` (pixel
+    decoder, :class:`MAEPretrainDecoder`) -> ``head`` (:class:`MAEPretrainHead`,
+    MSE on masked patches, ``norm_pix`` switch) gives ``loss_rc``; the same latent
+    -> ``feature_decoder`` (:class:`CMAEFeatureDecoder`) -> mean over all tokens
+    -> ``projector`` (:class:`NonLinearNeck`) -> ``contrastive_head``
+    (:class:`MoCoV3Head`: predictor, L2 normalisation, InfoNCE against keys
+    gathered from all processes, ``loss_weight = 2 * tau``) gives ``loss_ct``.
+
+    Target branch (no gradient), on the shifted target view:
+    ``target_encoder = CosineEMA(nn.Sequential(backbone, projector))`` -- the
+    whole view, no final norm, mean of patch tokens -> target projector -> keys.
+    It is updated before the keys are computed, ``theta_t <- m * theta_t +
+    (1 - m) * theta_s`` with ``m = 1 - momentum`` (the first update copies the
+    online weights, as in :class:`MoCoV3`). Decoders and predictor have no copy.
+
+    Checkpoint keys: ``backbone.*`` (online encoder), ``target_encoder.module.0.*``
+    (target encoder), ``target_encoder.module.1.*`` (target projector), and
+    ``_extra_state``: the state of the generator that draws the masks, so that a
+    resumed run draws the same masks as an uninterrupted one.
+
+    Args:
+        backbone (dict): Online encoder, :class:`CMAEViT`.
+        neck (dict): Pixel decoder, :class:`MAEPretrainDecoder`.
+        head (dict): Reconstruction head, :class:`MAEPretrainHead`.
+        feature_decoder (dict): :class:`CMAEFeatureDecoder`.
+        projector (dict): Projector, :class:`NonLinearNeck`.
+        contrastive_head (dict): :class:`MoCoV3Head` with the predictor.
+        base_momentum (float): ``1 - m`` at the start of training; CMAE: m =
+            0.996, so 0.004. Defaults to 0.004.
+        end_momentum (float, optional): ``1 - m`` at the end (cosine schedule of
+            :class:`CosineEMA`); None keeps m constant. Defaults to None.
+        loss_rc_weight (float): Weight of ``loss_rc``. Defaults to 1.0.
+        loss_ct_weight (float): Weight of ``loss_ct`` (lambda_c). Defaults to 1.0.
+        pretrained, data_preprocessor, init_cfg: as :class:`BaseSelfSupervisor`.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: dict,
+                 head: dict,
+                 feature_decoder: dict,
+                 projector: dict,
+                 contrastive_head: dict,
+                 base_momentum: float = 0.004,
+                 end_momentum: Optional[float] = None,
+                 loss_rc_weight: float = 1.0,
+                 loss_ct_weight: float = 1.0,
+                 pretrained: Optional[str] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
+        super().__init__(
+            backbone=backbone,
+            neck=neck,
+            head=head,
+            pretrained=pretrained,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        self.feature_decoder = MODELS.build(feature_decoder)
+        self.projector = MODELS.build(projector)
+        self.contrastive_head = MODELS.build(contrastive_head)
+        end_momentum = base_momentum if end_momentum is None else end_momentum
+        self.target_encoder = CosineEMA(
+            nn.Sequential(self.backbone, self.projector),
+            momentum=base_momentum,
+            end_momentum=end_momentum)
+        self.loss_rc_weight = loss_rc_weight
+        self.loss_ct_weight = loss_ct_weight
+        # Masks come from a generator of their own whose state is checkpointed
+        # (``_extra_state``); its seed comes from the global RNG, i.e. from the
+        # run's seed (and rank, with ``diff_rank_seed``).
+        self.mask_generator = torch.Generator()
+        self.mask_generator.manual_seed(
+            int(torch.randint(0, 2**62, (1, ), device='cpu')))
+
+    # -- checkpointed mask generator ------------------------------------------
+    def get_extra_state(self) -> torch.Tensor:
+        """The mask generator's state (uint8 tensor), saved with the weights."""
+        return self.mask_generator.get_state()
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        self.mask_generator.set_state(state.cpu())
+
+    # -- forward modes ----------------------------------------------------------
+    def extract_feat(self, inputs: Union[torch.Tensor, List[torch.Tensor]]):
+        """Online encoder features of the whole image (``mode='tensor'``).
+
+        Args:
+            inputs: Images (B, 3, H, W), or the pipeline's [online, target]
+                views, of which the online view is used.
+
+        Returns:
+            tuple[torch.Tensor]: The backbone's output for its ``out_type``; for
+            the default ``'raw'``, (B, 1 + L, C) tokens after the final norm.
+        """
+        if isinstance(inputs, (list, tuple)):
+            inputs = inputs[0]
+        return self.backbone(inputs, mask=None)
+
+    def loss(self, inputs: List[torch.Tensor], data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        """Compute ``loss_rc`` and ``loss_ct`` (each already weighted).
+
+        Args:
+            inputs (List[torch.Tensor]): ``[online view, target view]``, each
+                (B, 3, H, W), as produced by :class:`PixelShift` + PackInputs.
+            data_samples (List[DataSample]): Unused.
+
+        Returns:
+            Dict[str, torch.Tensor]: ``loss_rc`` and ``loss_ct``.
+        """
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError(
+                'CMAE needs two views per image, [online, target]: put '
+                "dict(type='PixelShift', ...) before PackInputs in the training "
+                f'pipeline. Got {type(inputs).__name__} of length '
+                f'{len(inputs) if isinstance(inputs, (list, tuple)) else 1}.')
+        online, target = inputs
+
+        # online branch: reconstruction
+        latent, mask, ids_restore = self.backbone(
+            online, generator=self.mask_generator)
+        pred = self.neck(latent, ids_restore)  # (B, L, p*p*3)
+        loss_rc = self.head.loss(pred, online, mask)
+
+        # online branch: contrastive query (before the predictor)
+        feat = self.feature_decoder(latent, ids_restore).mean(dim=1)  # (B, C)
+        query = self.projector([feat])[0]  # (B, D)
+
+        # target branch: keys, no gradient
+        with torch.no_grad():
+            update_target_encoder(self.target_encoder,
+                                  nn.Sequential(self.backbone, self.projector))
+            target_encoder, target_projector = self.target_encoder.module
+            key = target_projector([target_encoder.forward_target(target)])[0]
+
+        loss_ct = self.contrastive_head.loss(query, key)
+        return dict(
+            loss_rc=self.loss_rc_weight * loss_rc,
+            loss_ct=self.loss_ct_weight * loss_ct)
+
+    @torch.no_grad()
+    def reconstruct(
+        self, inputs: Union[torch.Tensor, List[torch.Tensor]]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Masked input and reconstruction, for visualisation.
+
+        Args:
+            inputs: Normalised images (B, 3, H, W) (or [online, target] views).
+
+        Returns:
+            Tuple[torch.Tensor, torch.Tensor]: ``masked`` (B, 3, H, W), the input
+            with masked patches set to 0 (the dataset mean colour), and
+            ``reconstruction`` (B, 3, H, W): predicted pixels at masked patches,
+            input pixels at visible ones. With ``norm_pix`` the prediction is
+            de-normalised with each patch's own mean and std, as in MAE's
+            visualisation. Both in the normalised space of ``inputs``.
+        """
+        if isinstance(inputs, (list, tuple)):
+            inputs = inputs[0]
+        latent, mask, ids_restore = self.backbone(inputs)
+        pred = self.neck(latent, ids_restore)
+        patches = self.head.patchify(inputs)
+        if self.head.norm_pix:
+            mean = patches.mean(dim=-1, keepdim=True)
+            var = patches.var(dim=-1, keepdim=True)
+            pred = pred * (var + 1.e-6)**.5 + mean
+        m = mask.unsqueeze(-1)
+        masked = self.head.unpatchify(patches * (1 - m))
+        recon = self.head.unpatchify(pred * m + patches * (1 - m))
+        return masked, recon

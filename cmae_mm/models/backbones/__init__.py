@@ -1,0 +1,2 @@
+# Each module below registers itself on import; keep one import line per file.
+from .cmae_vit import CMAEViT  # noqa: F401

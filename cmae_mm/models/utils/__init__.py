@@ -1,0 +1,3 @@
+from .target_encoder import update_target_encoder
+
+__all__ = ['update_target_encoder']

@@ -1,0 +1,69 @@
+# ImageNet-1K train split for CMAE pretraining (SPEC §1 "Views: pixel shifting").
+# Override the location with
+#   --cfg-options train_dataloader.dataset.data_root=/path/to/imagenet
+# Layout: data_root/train/<class>/<img> (folder) or data_root/meta/train.txt (list:
+# "<path relative to data_root/train> <label>" per line; the labels are not used).
+# Own images without labels: replace the dataset dict (see .notes/README_cmae.md),
+#   train_dataloader = dict(dataset=dict(_delete_=True, type='CustomDataset',
+#       data_root='/my/images', with_label=False, pipeline=train_pipeline))
+dataset_type = 'ImageNet'
+data_root = 'data/imagenet/'
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),  # BGR uint8
+    # shared by both views: one crop to 256 x 256 (scale 0.2-1.0, bicubic) + flip
+    dict(
+        type='RandomResizedCrop',
+        scale=256,
+        crop_ratio_range=(0.2, 1.0),
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5),
+    # online view at (0, 0); target view shifted by 0..31 px per axis, then
+    # ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8, grayscale p 0.2, blur p 0.5 (0.1-2.0)
+    dict(
+        type='PixelShift',
+        view_size=224,
+        max_shift=31,
+        target_transforms=[
+            dict(
+                type='RandomApply',
+                transforms=[
+                    dict(
+                        type='ColorJitter',
+                        brightness=0.4,
+                        contrast=0.4,
+                        saturation=0.4,
+                        hue=0.1)
+                ],
+                prob=0.8),
+            # weights in BGR order because the image is BGR until the data
+            # preprocessor (the released code used BGR weights on RGB images)
+            dict(
+                type='RandomGrayscale',
+                prob=0.2,
+                keep_channels=True,
+                channel_weights=(0.114, 0.587, 0.2989)),
+            dict(
+                type='GaussianBlur',
+                magnitude_range=(0.1, 2.0),
+                magnitude_std='inf',
+                prob=0.5),
+        ]),
+    dict(
+        type='PackInputs',
+        meta_keys=('sample_idx', 'img_path', 'ori_shape', 'img_shape', 'flip',
+                   'flip_direction', 'pixel_shift')),
+]
+
+train_dataloader = dict(
+    batch_size=512,  # per GPU; 8 GPUs x 512 = 4096 (SPEC §1)
+    num_workers=8,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        split='train',
+        pipeline=train_pipeline))

@@ -1,0 +1,86 @@
+# CMAE with a ViT-B/16 online encoder (SPEC §1; released code unless said otherwise).
+temperature = 0.07  # tau of the InfoNCE loss
+model = dict(
+    type='CMAE',
+    data_preprocessor=dict(
+        type='SelfSupDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],  # RGB, ImageNet
+        std=[58.395, 57.12, 57.375],
+        to_rgb=True),  # images are loaded BGR
+    # online encoder: ViT-B/16, LN eps 1e-6, fixed sin-cos pos embed, final LN;
+    # masks 65 % of 2x2-patch units -> 17 of 49 units = 68 visible patches
+    backbone=dict(
+        type='CMAEViT',
+        arch='b',
+        img_size=224,
+        patch_size=16,
+        mask_ratio=0.65,
+        mask_unit_size=2),
+    # pixel decoder = MAE's decoder: 512-d, 8 blocks, 16 heads, mlp 4, -> 16*16*3
+    neck=dict(
+        type='MAEPretrainDecoder',
+        num_patches=196,
+        patch_size=16,
+        in_chans=3,
+        embed_dim=768,
+        decoder_embed_dim=512,
+        decoder_depth=8,
+        decoder_num_heads=16,
+        mlp_ratio=4.),
+    # reconstruction: MSE on masked patches of per-patch normalised pixels
+    head=dict(
+        type='MAEPretrainHead',
+        norm_pix=True,
+        patch_size=16,
+        loss=dict(type='PixelReconstructionLoss', criterion='L2')),
+    # feature decoder: same structure, separate weights, 2 blocks, -> 768
+    feature_decoder=dict(
+        type='CMAEFeatureDecoder',
+        num_patches=196,
+        embed_dim=768,
+        decoder_embed_dim=512,
+        decoder_depth=2,
+        decoder_num_heads=16,
+        mlp_ratio=4.),
+    # projector: Linear(768->1536, bias) -> BN -> ReLU -> Linear(1536->256, no bias)
+    # SyncBN as in MMPretrain's MoCo v3 configs; the Runner turns it into BN in
+    # single-process runs (and tools/train.py in CPU-distributed ones)
+    projector=dict(
+        type='NonLinearNeck',
+        in_channels=768,
+        hid_channels=1536,
+        out_channels=256,
+        num_layers=2,
+        with_bias=True,
+        with_last_bn=False,
+        with_last_bias=False,
+        with_avg_pool=False,
+        norm_cfg=dict(type='SyncBN')),
+    # predictor + one-directional InfoNCE with keys gathered from all processes;
+    # loss_ct = 2 * tau * CE(q k^T / tau)
+    contrastive_head=dict(
+        type='MoCoV3Head',
+        predictor=dict(
+            type='NonLinearNeck',
+            in_channels=256,
+            hid_channels=1536,
+            out_channels=256,
+            num_layers=2,
+            with_bias=True,
+            with_last_bn=False,
+            with_last_bias=False,
+            with_avg_pool=False,
+            norm_cfg=dict(type='SyncBN')),
+        loss=dict(type='CrossEntropyLoss', loss_weight=2 * temperature),
+        temperature=temperature),
+    # EMA m = 0.996 constant; CosineEMA takes 1 - m. For the optional cosine
+    # schedule set end_momentum (e.g. 0. -> m goes 0.996 -> 1).
+    base_momentum=1 - 0.996,
+    end_momentum=None,
+    loss_rc_weight=1.0,
+    loss_ct_weight=1.0,  # lambda_c
+    # MAE's initialisation (xavier-uniform Linear, LN 1/0), as MMPretrain's MAE
+    init_cfg=[
+        dict(type='Xavier', layer='Linear', distribution='uniform'),
+        dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
+    ])

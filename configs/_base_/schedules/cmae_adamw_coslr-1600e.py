@@ -1,0 +1,45 @@
+# CMAE pretraining schedule (SPEC §1, released ViT-B configs): AdamW, lr 1.5e-4 x
+# batch / 256 at global batch 4096, betas (0.9, 0.95), wd 0.05 (none on norms,
+# biases, pos_embed, mask_token, cls_token), mixed precision, 40 warm-up epochs
+# (linear from 1e-4 x lr), then cosine to the end; 1600 epochs.
+optim_wrapper = dict(
+    type='AmpOptimWrapper',  # GPU; on CPU use type='OptimWrapper'
+    loss_scale='dynamic',
+    optimizer=dict(
+        type='AdamW',
+        lr=1.5e-4 * 4096 / 256,
+        betas=(0.9, 0.95),
+        weight_decay=0.05),
+    paramwise_cfg=dict(
+        custom_keys={
+            'ln': dict(decay_mult=0.0),  # LayerNorms (ln1, ln2, decoder ln1)
+            'bn': dict(decay_mult=0.0),  # projector / predictor BN (1-D params)
+            'bias': dict(decay_mult=0.0),
+            'pos_embed': dict(decay_mult=0.),
+            'mask_token': dict(decay_mult=0.),
+            'cls_token': dict(decay_mult=0.)
+        }))
+
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=1e-4,
+        by_epoch=True,
+        begin=0,
+        end=40,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=1560,
+        by_epoch=True,
+        begin=40,
+        end=1600,
+        convert_to_iter_based=True)
+]
+
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1600)
+
+# The recipe's global batch is 4096 (8 GPUs x 512). auto_scale_lr is ENABLED in
+# the configs: with another world size / per-GPU batch the Runner multiplies lr
+# by (GPUs x batch) / 4096 (at 8 x 512 the factor is 1).
+auto_scale_lr = dict(base_batch_size=4096, enable=True)

@@ -1,0 +1,77 @@
+# CMAE ViT-B/16 ImageNet-1K fine-tuning, recipe of the released CMAE configs (SPEC §1),
+# for a 300-epoch pretraining (base lr 5e-4). The 1600-epoch model uses
+# cmae_vit-base-p16_8xb128-coslr-100e_in1k_pt1600e.py (base lr 2.5e-4).
+#
+# The ONE argument: the pretraining checkpoint,
+#   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/cmae_vit-b/epoch_300.pth
+# (a cmae_mm pretraining checkpoint, or a file written by tools/model_converters).
+# `model.backbone.init_cfg.encoder` picks 'online' (default, `backbone.*`) or 'target'.
+# Loading fails, naming the tensors, if any encoder tensor is missing.
+_base_ = ['../_base_/cls_runtime.py', '../_base_/cls_imagenet_finetune.py']
+
+pretrained = None  # path to a cmae_mm pretraining checkpoint (see above)
+encoder = 'online'  # 'online' (backbone.*) or 'target' (target_encoder.module.0.*)
+
+base_lr = 5e-4  # SPEC §1: 5e-4 for the 300-epoch model, x batch / 256
+batch_size = 1024  # SPEC §1 (8 GPUs x 128)
+
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(
+        type='TransferViT',  # MMPretrain's VisionTransformer (= MAEViT's keys)
+        arch=dict(embed_dims=768, num_layers=12, num_heads=12,
+                  feedforward_channels=3072),  # ViT-B (SPEC §1)
+        img_size=224,
+        patch_size=16,
+        drop_path_rate=0.1,  # SPEC §1
+        # SPEC §1: mean of patch tokens + new LayerNorm (ln2); final norm dropped.
+        out_type='avg_featmap',
+        final_norm=False,
+        init_cfg=dict(
+            type='PretrainedEncoder',
+            checkpoint=pretrained,
+            encoder=encoder,
+            # ln2 is the new pooling norm; it is initialised, not loaded.
+            allowed_missing=[r'^ln2\.'])),
+    neck=None,
+    head=dict(
+        type='LinearClsHead',
+        num_classes=1000,
+        in_channels=768,
+        # SPEC §1: label smoothing 0.1.
+        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
+        init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5)]),
+)
+
+# SPEC §1: AdamW betas (0.9, 0.999), wd 0.05, layer-wise lr decay 0.65; no decay on
+# norms, biases, cls_token, pos_embed (as MMPretrain's MAE fine-tune config).
+optim_wrapper = dict(
+    type='OptimWrapper',  # add --amp on GPUs (released configs use mixed precision)
+    optimizer=dict(type='AdamW', lr=base_lr * batch_size / 256, weight_decay=0.05,
+                   eps=1e-8, betas=(0.9, 0.999)),
+    constructor='LearningRateDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(
+        layer_decay_rate=0.65,
+        custom_keys={
+            '.ln': dict(decay_mult=0.0),
+            '.bias': dict(decay_mult=0.0),
+            '.cls_token': dict(decay_mult=0.0),
+            '.pos_embed': dict(decay_mult=0.0),
+        }),
+)
+
+# SPEC §1: 100 epochs, 5 warmup, cosine to 1e-6.
+max_epochs = 100
+warmup_epochs = 5
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0,
+         end=warmup_epochs, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, by_epoch=True,
+         begin=warmup_epochs, end=max_epochs, eta_min=1e-6,
+         convert_to_iter_based=True),
+]
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
+val_cfg = dict()
+test_cfg = dict()
+# Other GPU counts: lr follows the linear scaling rule (tools/train.py --auto-scale-lr).
+auto_scale_lr = dict(base_batch_size=batch_size)

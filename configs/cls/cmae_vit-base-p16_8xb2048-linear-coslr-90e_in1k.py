@@ -1,0 +1,54 @@
+# Linear probing of a CMAE ViT-B/16 encoder, MAE protocol (SPEC §1: none released for
+# CMAE; frozen encoder, cls token + BatchNorm without affine + linear head, LARS lr 6.4
+# at batch 16384, 90 epochs). Warmup 10 epochs and head init std 0.01 are MAE's
+# linprobe settings (as MMPretrain's vit-base-p16_8xb2048-linear-coslr-90e_in1k.py).
+#
+# The ONE argument: --cfg-options model.backbone.init_cfg.checkpoint=PATH
+# (`model.backbone.init_cfg.encoder`: 'online' default, or 'target').
+_base_ = ['../_base_/cls_runtime.py', '../_base_/cls_imagenet_linear.py']
+
+pretrained = None  # path to a cmae_mm pretraining checkpoint
+encoder = 'online'
+
+batch_size = 16384  # SPEC §1 (8 GPUs x 2048)
+num_layers = 12
+
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(
+        type='TransferViT',
+        arch=dict(embed_dims=768, num_layers=num_layers, num_heads=12,
+                  feedforward_channels=3072),
+        img_size=224,
+        patch_size=16,
+        frozen_stages=num_layers,  # the whole encoder is frozen (set = num_layers)
+        out_type='cls_token',
+        final_norm=True,  # the online encoder's final LayerNorm
+        init_cfg=dict(type='PretrainedEncoder', checkpoint=pretrained,
+                      encoder=encoder)),
+    neck=dict(type='ClsBatchNormNeck', input_features=768),  # BN, affine=False
+    head=dict(
+        type='VisionTransformerClsHead',
+        num_classes=1000,
+        in_channels=768,
+        loss=dict(type='CrossEntropyLoss'),
+        init_cfg=[dict(type='TruncNormal', layer='Linear', std=0.01)]),
+)
+
+optim_wrapper = dict(
+    type='OptimWrapper',  # add --amp on GPUs
+    optimizer=dict(type='LARS', lr=6.4, weight_decay=0.0, momentum=0.9))
+
+max_epochs = 90
+warmup_epochs = 10
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0,
+         end=warmup_epochs, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, by_epoch=True,
+         begin=warmup_epochs, end=max_epochs, eta_min=0.0,
+         convert_to_iter_based=True),
+]
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
+val_cfg = dict()
+test_cfg = dict()
+auto_scale_lr = dict(base_batch_size=batch_size)

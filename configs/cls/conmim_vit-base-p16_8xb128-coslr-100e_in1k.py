@@ -1,0 +1,80 @@
+# ConMIM ViT-B/16 ImageNet-1K fine-tuning, ConMIM recipe (SPEC §2): batch 1024, lr 4e-3
+# (at batch 1024, BEiT-style code: no further scaling), 20 warmup epochs, 100 epochs,
+# layer decay 0.65, drop path 0.1, Mixup 0.8 / CutMix 1.0, RandAugment m9, reprob
+# 0.25, label smoothing 0.1, mean pooling. AdamW betas/wd and the cosine floor (1e-6)
+# follow the BEiT fine-tuning code ConMIM builds on (EXTRAPOLATED, not in SPEC).
+#
+# The ONE argument: --cfg-options model.backbone.init_cfg.checkpoint=PATH (a cmae_mm
+# ConMIM pretraining checkpoint). The official example fine-tunes the MOMENTUM model,
+# so `encoder` defaults to 'target' here; set model.backbone.init_cfg.encoder=online
+# for the online encoder.
+_base_ = ['../_base_/cls_runtime.py', '../_base_/cls_imagenet_finetune.py']
+
+pretrained = None  # path to a cmae_mm ConMIM pretraining checkpoint
+encoder = 'target'  # SPEC §2: the official example fine-tunes the momentum model
+
+lr = 4e-3  # SPEC §2, at batch 1024
+batch_size = 1024
+
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(
+        type='TransferBEiTViT',  # MMPretrain's BEiTViT (= BEiTPretrainViT's keys)
+        arch=dict(embed_dims=768, num_layers=12, num_heads=12,
+                  feedforward_channels=3072),
+        img_size=224,
+        patch_size=16,
+        drop_path_rate=0.1,  # SPEC §2
+        out_type='avg_featmap',  # SPEC §2: mean pooling (+ new LayerNorm ln2)
+        final_norm=False,
+        use_abs_pos_emb=False,
+        # The pretraining's shared relative position table is copied into every
+        # block's table (BEiT's documented fine-tuning init), see TransferBEiTViT.
+        use_rel_pos_bias=True,
+        use_shared_rel_pos_bias=False,
+        layer_scale_init_value=0.1,  # overwritten by the loaded gamma_1/gamma_2
+        init_cfg=dict(
+            type='PretrainedEncoder',
+            checkpoint=pretrained,
+            encoder=encoder,
+            # ln2: new pooling norm; relative_position_index: buffers computed from
+            # the patch grid, never loaded.
+            allowed_missing=[r'^ln2\.', r'relative_position_index$'])),
+    neck=None,
+    head=dict(
+        type='LinearClsHead',
+        num_classes=1000,
+        in_channels=768,
+        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
+        init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5)]),
+)
+
+optim_wrapper = dict(
+    type='OptimWrapper',  # add --amp on GPUs
+    optimizer=dict(type='AdamW', lr=lr, weight_decay=0.05, eps=1e-8,
+                   betas=(0.9, 0.999)),
+    constructor='LearningRateDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(
+        layer_decay_rate=0.65,  # SPEC §2
+        custom_keys={
+            '.ln': dict(decay_mult=0.0),
+            '.bias': dict(decay_mult=0.0),
+            '.cls_token': dict(decay_mult=0.0),
+            '.gamma': dict(decay_mult=0.0),
+            'relative_position_bias_table': dict(decay_mult=0.0),
+        }),
+)
+
+max_epochs = 100  # SPEC §2
+warmup_epochs = 20  # SPEC §2
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0,
+         end=warmup_epochs, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, by_epoch=True,
+         begin=warmup_epochs, end=max_epochs, eta_min=1e-6,
+         convert_to_iter_based=True),
+]
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
+val_cfg = dict()
+test_cfg = dict()
+auto_scale_lr = dict(base_batch_size=batch_size)

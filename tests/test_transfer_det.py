@@ -1,0 +1,302 @@
+"""COCO instance segmentation transfer (ViTDet Mask R-CNN) end to end on CPU.
+
+A tiny COCO dataset in the real on-disk layout (JPEG folders + instances json with
+polygon masks, built from the scikit-image photographs), a tiny CMAE pretraining
+checkpoint, tools/train.py for a few iterations and tools/test.py to CocoMetric's
+bbox/segm mAP, with every config in configs/det shrunk only through --cfg-options.
+"""
+import glob
+import json
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cmae_mm  # noqa: F401
+from cmae_mm.testing import build_tiny_coco
+from cmae_mm.utils.checkpoint import extract_encoder, load_checkpoint_weights_only
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DET_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'det', '*.py')))
+CMAE_DEMO = osp.join(REPO, 'configs', 'pretrain', 'cmae_vit-tiny_demo.py')
+SIZE = 128  # detection input of the CPU runs (1024 in the recipe)
+ITERS = 10
+
+
+def shrink_options(ckpt, data_root, iters=ITERS, size=SIZE):
+    """--cfg-options that make a configs/det recipe a tiny CPU run."""
+    s = f'({size},{size})'
+    opts = [
+        # tiny ViT (COMMON.md arch), global blocks 1 and 3, window 4 on an 8x8 grid
+        'model.backbone.arch.embed_dims=192', 'model.backbone.arch.num_layers=4',
+        'model.backbone.arch.num_heads=3',
+        'model.backbone.arch.feedforward_channels=768',
+        'model.backbone.arch.global_attn_indexes=[1,3]',
+        f'model.backbone.img_size={size}', 'model.backbone.window_size=4',
+        f'model.backbone.init_cfg.checkpoint={ckpt}',
+        'model.neck.backbone_channel=192', 'model.neck.in_channels=[48,96,192,192]',
+        f'model.data_preprocessor.batch_augments.0.size={s}',
+        f'model.data_preprocessor.pad_size_divisor={size}',
+        # 64 pyramid / head channels (256 in the recipe) and fewer RoIs: the 4conv1fc
+        # and mask heads' convolutions are what costs on CPU
+        'model.neck.out_channels=64', 'model.rpn_head.in_channels=64',
+        'model.rpn_head.feat_channels=64',
+        'model.roi_head.bbox_roi_extractor.out_channels=64',
+        'model.roi_head.bbox_head.in_channels=64',
+        'model.roi_head.bbox_head.conv_out_channels=64',
+        'model.roi_head.bbox_head.fc_out_channels=256',
+        'model.roi_head.mask_roi_extractor.out_channels=64',
+        'model.roi_head.mask_head.in_channels=64',
+        'model.roi_head.mask_head.conv_out_channels=64',
+        'model.train_cfg.rcnn.sampler.num=64', 'model.train_cfg.rpn_proposal.nms_pre=200',
+        'model.train_cfg.rpn_proposal.max_per_img=64',
+        'model.test_cfg.rpn.nms_pre=200', 'model.test_cfg.rpn.max_per_img=50',
+        # a few iterations leave every class score near 1/81, under the recipe's 0.05
+        # threshold; keep all detections so that CocoMetric has results to score
+        'model.test_cfg.rcnn.score_thr=0.0',
+        # LSJ at SIZE instead of 1024
+        f'train_dataloader.dataset.pipeline.3.scale={s}',
+        f'train_dataloader.dataset.pipeline.4.crop_size={s}',
+        f'train_dataloader.dataset.pipeline.6.size={s}',
+        'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        f'train_dataloader.dataset.data_root={data_root}',
+        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+        'train_cfg.dynamic_intervals=None',
+        'default_hooks.logger.interval=1', f'default_hooks.checkpoint.interval={iters}',
+    ]
+    for split in ('val', 'test'):
+        opts += [
+            f'{split}_dataloader.dataset.pipeline.1.scale={s}',
+            f'{split}_dataloader.num_workers=0',
+            f'{split}_dataloader.persistent_workers=False',
+            f'{split}_dataloader.dataset.data_root={data_root}',
+            f'{split}_evaluator.ann_file={data_root}/annotations/instances_val2017.json',
+        ]
+    return opts
+
+
+def cfg_options_dict(opts):
+    """Parse like tools/train.py's --cfg-options (MMEngine DictAction)."""
+    import argparse
+
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(['--cfg-options', *opts]).cfg_options
+
+
+@pytest.fixture(scope='module')
+def coco(tmp_path_factory, photos):
+    return build_tiny_coco(str(tmp_path_factory.mktemp('coco')), photos=photos)
+
+
+@pytest.fixture(scope='module')
+def cmae_ckpt(tmp_path_factory, photo_folder, run_env):
+    """A real tiny CMAE pretraining checkpoint: tools/train.py on the demo config
+    (configs/pretrain/cmae_vit-tiny_demo.py) for 2 iterations on the photographs."""
+    work = str(tmp_path_factory.mktemp('cmae'))
+    _run([sys.executable, 'tools/train.py', CMAE_DEMO, '--work-dir', work,
+          '--cfg-options', f'train_dataloader.dataset.data_root={photo_folder}',
+          'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=2',
+          'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False'],
+         run_env, osp.join(work, 'pretrain.log'))
+    return osp.join(work, 'iter_2.pth')
+
+
+def test_tiny_coco_on_disk_format(coco, photos):
+    import cv2
+    from pycocotools import mask as mask_utils
+    for split in ('train', 'val'):
+        with open(coco[f'{split}_ann']) as f:
+            data = json.load(f)
+        assert len(data['categories']) == 80
+        names = {c['id']: c['name'] for c in data['categories']}
+        assert {names[a['category_id']] for a in data['annotations']} <= \
+            {'stop sign', 'sports ball', 'kite'}
+        assert len(data['annotations']) >= len(data['images'])
+        files = {osp.basename(p) for p in glob.glob(coco[f'{split}_img_dir'] + '/*.jpg')}
+        assert files == {im['file_name'] for im in data['images']}
+        sizes = {im['id']: (im['height'], im['width']) for im in data['images']}
+        for ann in data['annotations']:
+            h, w = sizes[ann['image_id']]
+            poly = np.array(ann['segmentation'][0]).reshape(-1, 2)
+            x, y, bw, bh = ann['bbox']
+            assert (x, y) == tuple(poly.min(0)) and (x + bw, y + bh) == tuple(poly.max(0))
+            mask = mask_utils.decode(mask_utils.merge(
+                mask_utils.frPyObjects(ann['segmentation'], h, w)))
+            assert ann['area'] == mask.sum() > 50
+        # the photograph is really there around the painted objects
+        im = data['images'][0]
+        img = cv2.imread(osp.join(coco[f'{split}_img_dir'], im['file_name']))[..., ::-1]
+        assert max(img.shape[:2]) == 256
+        photo = cv2.resize(photos[im['photo']], img.shape[1::-1],
+                           interpolation=cv2.INTER_AREA).astype(float)
+        objects = np.zeros(img.shape[:2], bool)
+        for ann in data['annotations']:
+            if ann['image_id'] == im['id']:
+                x, y, bw, bh = (int(v) for v in ann['bbox'])
+                objects[max(y - 3, 0):y + bh + 4, max(x - 3, 0):x + bw + 4] = True
+        diff = np.abs(img.astype(float) - photo)[~objects]
+        assert diff.mean() < 4 and photo[~objects].std() > 10
+
+
+@pytest.mark.parametrize('config', DET_CONFIGS, ids=osp.basename)
+def test_every_det_config_builds(config, coco):
+    """Full-size model of each recipe: ViT-B blocks, windows, pyramid, heads, layer
+    decay over 12 blocks; the real LSJ pipeline reads the tiny COCO."""
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+
+    from mmdet.registry import DATASETS, MODELS
+    cfg = Config.fromfile(config)
+    assert cfg.default_scope == 'mmdet' and 'cmae_mm' in cfg.custom_imports.imports
+    init_default_scope('mmdet')
+    model = MODELS.build(cfg.model)
+    bb = model.backbone
+    assert type(bb).__name__ == 'ViTDet' and len(bb.layers) == 12
+    assert [layer.window_size for layer in bb.layers] == \
+        [0 if i in (2, 5, 8, 11) else 14 for i in range(12)]
+    assert bb.layers[2].attn.rel_pos_h.shape == (127, 64)  # global, 64x64 grid
+    assert bb.layers[0].attn.rel_pos_h.shape == (27, 64)  # window 14
+    assert bb.layers[11].drop_path.drop_prob == pytest.approx(0.1)
+    assert bb.init_cfg['type'] == 'PretrainedEncoder'
+    assert type(model.neck).__name__ == 'SimpleFPN'
+    assert len(model.rpn_head.rpn_conv) == 2  # 2-conv RPN
+    bh = model.roi_head.bbox_head
+    assert (bh.num_shared_convs, bh.num_shared_fcs) == (4, 1)
+    assert type(bh.shared_convs[0].norm).__name__ == 'LayerNorm2d'
+    assert type(model.roi_head.mask_head.convs[0].norm).__name__ == 'LayerNorm2d'
+    assert [h['type'] for h in cfg.custom_hooks] == ['Fp16CompressionHook']
+
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    lr = {id(p): g['lr'] for g in wrapper.optimizer.param_groups for p in g['params']}
+    for i in (0, 5, 11):
+        assert lr[id(bb.layers[i].attn.qkv.weight)] == pytest.approx(1e-4 * 0.7**(12 - i))
+    assert lr[id(bb.patch_embed.projection.weight)] == pytest.approx(1e-4 * 0.7**13)
+    assert lr[id(bh.fc_cls.weight)] == pytest.approx(1e-4)
+    assert cfg.optim_wrapper.optimizer.weight_decay == 0.1
+
+    sched = {s['type']: s for s in cfg.param_scheduler}
+    assert sched['MultiStepLR']['end'] == cfg.train_cfg.max_iters
+    assert cfg.train_cfg.max_iters == (184375 if '100e' in config else 46094)
+
+    cfg.train_dataloader.dataset.data_root = coco['data_root']
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    sample = dataset[0]
+    assert tuple(sample['inputs'].shape) == (3, 1024, 1024)  # LSJ crop + pad
+
+
+def test_det_encoder_starts_as_checkpoint(coco, cmae_ckpt):
+    """The shrunk config's detector, initialised, holds the CMAE online encoder."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(DET_CONFIGS[0])
+    cfg.merge_from_dict(cfg_options_dict(shrink_options(cmae_ckpt, coco['data_root'])))
+    init_default_scope('mmdet')
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    enc = extract_encoder(load_checkpoint_weights_only(cmae_ckpt), 'online')
+    target = extract_encoder(load_checkpoint_weights_only(cmae_ckpt), 'target')
+    got = model.backbone.state_dict()
+    grid = SIZE // 16
+    src = int(round((enc['pos_embed'].shape[1] - 1)**0.5))
+    compared = differs_from_target = 0
+    for k, v in got.items():
+        if 'rel_pos_' in k:
+            assert not v.any(), k  # zeros, as ViTDet initialises them
+        elif k == 'pos_embed':
+            ref = enc['pos_embed'][:, 1:].reshape(1, src, src, -1).permute(0, 3, 1, 2)
+            ref = F.interpolate(ref, size=(grid, grid), mode='bicubic',
+                                align_corners=False).permute(0, 2, 3, 1)
+            torch.testing.assert_close(v, ref, rtol=0, atol=1e-6)
+        else:
+            assert torch.equal(v, enc[k]), k
+            differs_from_target += not torch.equal(v, target[k])
+            compared += 1
+    assert compared == 2 + 12 * 4
+    assert differs_from_target > 0  # the online encoder, not the momentum one
+
+
+def _run(cmd, env, log):
+    start = time.time()
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=900)
+    with open(log, 'w') as f:
+        f.write(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    return proc.stdout + proc.stderr, time.time() - start
+
+
+def _metrics(text):
+    found = {}
+    for key in ('bbox_mAP', 'segm_mAP', 'bbox_mAP_50', 'segm_mAP_50'):
+        m = re.findall(rf'coco/{key}: (-?[0-9.]+)', text)
+        assert m, f'coco/{key} not in the output'
+        found[key] = float(m[-1])
+    return found
+
+
+def test_det_train_and_test_cpu(coco, cmae_ckpt, run_env, tmp_path):
+    """tools/train.py a few iterations (checked encoder load, losses, val metric), then
+    tools/test.py on the saved checkpoint to CocoMetric bbox/segm mAP."""
+    config = DET_CONFIGS[0]
+    opts = shrink_options(cmae_ckpt, coco['data_root'])
+    # a short warmup and a larger lr than the recipe's, so that 10 steps show learning
+    fast = ['optim_wrapper.optimizer.lr=5e-4', 'param_scheduler.0.end=2']
+    work = str(tmp_path / 'work')
+    out, t_train = _run([sys.executable, 'tools/train.py', config, '--work-dir', work,
+                         '--cfg-options', *opts, *fast], run_env, tmp_path / 'train.log')
+    # the encoder was loaded, checked, from the online encoder of the checkpoint
+    m = re.search(r'ViTDet <- online encoder of \S+: loaded (\d+) tensors', out)
+    assert m and int(m.group(1)) == 1 + 2 + 12 * 4 + 2 * 4, out[-3000:]
+    assert 'relative position tables initialised to zeros as in ViTDet: 8' in out
+    losses = [float(v) for v in re.findall(r'\bloss: ([0-9.]+)', out)]
+    assert len(losses) == ITERS and all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < 0.8 * losses[0], losses  # the loss really falls
+    for name in ('loss_rpn_cls', 'loss_cls', 'loss_bbox', 'loss_mask'):
+        assert name in out
+    train_metrics = _metrics(out)
+    ckpt = osp.join(work, f'iter_{ITERS}.pth')
+    assert osp.isfile(ckpt)
+
+    out, t_test = _run([sys.executable, 'tools/test.py', config, ckpt, '--work-dir',
+                        str(tmp_path / 'test'), '--cfg-options', *opts], run_env,
+                       tmp_path / 'test.log')
+    metrics = _metrics(out)
+    assert all(0.0 <= v <= 1.0 or v == -1.0 for v in metrics.values())
+    assert metrics == train_metrics  # same weights, same data, same numbers
+    print(f'\n[det] train {ITERS} it: {t_train:.1f}s, test: {t_test:.1f}s, '
+          f'losses {losses[0]:.3f} -> {losses[-1]:.3f}, metrics {metrics}')
+
+
+def test_det_distributed_fp16_compression_cpu(coco, cmae_ckpt, run_env, tmp_path):
+    """bash tools/dist_train.sh with 2 CPU processes (gloo) on the 25-epoch config:
+    the recipe's fp16 gradient compression is registered on the real DDP model and
+    training + validation complete."""
+    import socket
+    config = [c for c in DET_CONFIGS if '25e' in c][0]
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    env = dict(run_env, PORT=str(port), PYTHON=sys.executable)
+    out, t = _run(['bash', 'tools/dist_train.sh', config, '2', '--work-dir',
+                   str(tmp_path / 'work'), '--cfg-options',
+                   *shrink_options(cmae_ckpt, coco['data_root'], iters=2)],
+                  env, tmp_path / 'dist.log')
+    assert 'Fp16CompressionHook: gradients are all-reduced in fp16.' in out
+    assert 'Distributed training: True' in out and 'GPU number: 2' in out
+    assert "type='CPUDistributedDataParallel'" in out  # DDP over gloo (launch.py)
+    assert len(re.findall(r'Iter\(train\) \[\s*\d/2\]', out)) == 2
+    _metrics(out)
+    print(f'\n[det] 2-process CPU run, 2 it + val: {t:.1f}s')

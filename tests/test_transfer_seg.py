@@ -1,0 +1,220 @@
+"""Segmentation transfer on a tiny ADE20K in the real on-disk layout: every config
+builds its model; layer decay really applies; UperNet + ViT runs through
+tools/train.py and tools/test.py to an mIoU, starting from the checkpoint's encoder."""
+import glob
+import json
+import os.path as osp
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+import cmae_mm  # noqa: F401
+from cmae_mm.utils.checkpoint import load_checkpoint_weights_only
+from cmae_mm.testing import build_tiny_ade20k
+
+TINY = dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768)
+SEG = 'configs/seg/cmae_vit-base-p16_upernet_8xb2-160k_ade20k-512x512.py'
+EXPECTED_ARCH = {'base': (768, 12, [3, 5, 7, 11]), 'small': (384, 12, [3, 5, 7, 11]),
+                 'large': (1024, 24, [7, 11, 15, 23])}
+
+
+def demo_pretrain_checkpoint(tmp_path_factory, photo_folder, run_env, repo_root):
+    """A real tiny CMAE pretraining checkpoint: 2 iterations of tools/train.py on
+    configs/pretrain/cmae_vit-tiny_demo.py over the photographs (~18 s on 2 cores),
+    made once per session (session base temp) for the transfer test modules."""
+    work = tmp_path_factory.getbasetemp() / 'cmae_demo_pretrain'
+    ckpt = work / 'iter_2.pth'
+    if not ckpt.exists():
+        run_tool(repo_root, run_env, [
+            'tools/train.py', 'configs/pretrain/cmae_vit-tiny_demo.py', '--work-dir',
+            str(work), '--cfg-options',
+            f'train_dataloader.dataset.data_root={photo_folder}',
+            'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=2',
+            'train_dataloader.num_workers=0',
+            'train_dataloader.persistent_workers=False'])
+    return str(ckpt)
+
+
+@pytest.fixture(scope='module')
+def cmae_ckpt(tmp_path_factory, photo_folder, run_env, repo_root):
+    path = demo_pretrain_checkpoint(tmp_path_factory, photo_folder, run_env, repo_root)
+    return path, load_checkpoint_weights_only(path)
+
+
+@pytest.fixture(scope='module')
+def ade_root(tmp_path_factory):
+    info = build_tiny_ade20k(str(tmp_path_factory.mktemp('ade')), num_train=4,
+                             num_val=2, size=80)
+    return info['data_root']
+
+
+def tiny_options(ckpt, data_root, iters=4):
+    opts = {f'model.backbone.arch.{k}': v for k, v in TINY.items()}
+    opts.update({
+        'model.backbone.img_size': [64, 64],
+        'model.backbone.out_indices': [0, 1, 2, 3],
+        'model.backbone.init_cfg.checkpoint': ckpt,
+        'model.data_preprocessor.size': [64, 64],
+        'model.neck.embed_dim': 192,
+        'model.decode_head.in_channels': [192] * 4,
+        'model.decode_head.channels': 32,
+        'model.auxiliary_head.in_channels': 192,
+        'model.auxiliary_head.channels': 16,
+        'model.test_cfg.crop_size': (64, 64),
+        'model.test_cfg.stride': (43, 43),
+        'train_cfg.max_iters': iters,
+        'train_cfg.val_interval': iters,
+        'default_hooks.checkpoint.interval': iters,
+        'default_hooks.logger.interval': 1,
+        'train_dataloader.batch_size': 2,
+        'train_dataloader.dataset.pipeline.2.scale': (320, 80),  # RandomResize
+        'train_dataloader.dataset.pipeline.3.crop_size': (64, 64),  # RandomCrop
+    })
+    for split in ('train', 'val', 'test'):
+        opts.update({f'{split}_dataloader.dataset.data_root': data_root,
+                     f'{split}_dataloader.num_workers': 0,
+                     f'{split}_dataloader.persistent_workers': False})
+    for split in ('val', 'test'):
+        opts[f'{split}_dataloader.dataset.pipeline.1.scale'] = (320, 80)  # Resize
+    return opts
+
+
+def run_tool(repo_root, run_env, args, timeout=600):
+    start = time.time()
+    proc = subprocess.run([sys.executable] + args, cwd=repo_root, env=run_env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc, time.time() - start
+
+
+def as_cli(opts):
+    out = []
+    for k, v in opts.items():
+        if isinstance(v, (list, tuple)):  # DictAction: [a,b] -> list, (a,b) -> tuple
+            v = ('[{}]' if isinstance(v, list) else '({})').format(','.join(map(str, v)))
+        out.append(f'{k}={v}')
+    return out
+
+
+def build_tiny_segmentor(repo_root, ckpt, data_root):
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(osp.join(repo_root, SEG))
+    cfg.merge_from_dict(tiny_options(ckpt, data_root))
+    return cfg, MODELS.build(cfg.model)
+
+
+def test_tiny_ade20k_layout(ade_root):
+    from mmseg.datasets import ADE20KDataset
+    import cv2
+    for split in ('training', 'validation'):
+        imgs = sorted(glob.glob(osp.join(ade_root, 'images', split, '*.jpg')))
+        anns = sorted(glob.glob(osp.join(ade_root, 'annotations', split, '*.png')))
+        assert len(imgs) == len(anns) > 0
+        label = cv2.imread(anns[0], cv2.IMREAD_UNCHANGED)
+        assert label.dtype == np.uint8 and label.ndim == 2
+        assert set(np.unique(label)) <= set(range(5)) and (label == 0).any()
+    ds = ADE20KDataset(data_root=ade_root,
+                       data_prefix=dict(img_path='images/training',
+                                        seg_map_path='annotations/training'),
+                       pipeline=[])
+    assert len(ds) == 4 and ds[0]['reduce_zero_label'] is True
+
+
+@pytest.mark.parametrize('config', sorted(
+    glob.glob(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                       'configs/seg/*.py'))))
+def test_every_seg_config_builds(config):
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(config)
+    assert cfg.default_scope == 'mmseg'
+    assert cfg.custom_imports['imports'] == ['cmae_mm']
+    assert cfg.model.backbone.init_cfg.type == 'PretrainedEncoder'
+    assert cfg.optim_wrapper.constructor == 'BackboneLayerDecayOptimWrapperConstructor'
+    assert cfg.model.test_cfg.mode == 'slide' and cfg.train_cfg.max_iters == 160000
+    model = MODELS.build(cfg.model)
+    size = next(k for k in EXPECTED_ARCH if f'vit-{k}' in osp.basename(config))
+    dims, layers, outs = EXPECTED_ARCH[size]
+    assert model.backbone.embed_dims == dims and len(model.backbone.layers) == layers
+    assert list(model.backbone.out_indices) == outs
+    assert model.decode_head.num_classes == 150
+    assert model.auxiliary_head.loss_decode.loss_weight == 0.4
+
+
+def test_segmentor_starts_from_checkpoint(repo_root, cmae_ckpt, ade_root):
+    path, sd = cmae_ckpt
+    _, model = build_tiny_segmentor(repo_root, path, ade_root)
+    model.init_weights()
+    got = model.backbone.state_dict()
+    compared = 0
+    for key, value in got.items():
+        if key == 'pos_embed':
+            assert value.shape == (1, 1 + 4 * 4, 192)  # resized from 14x14
+            continue
+        torch.testing.assert_close(value, sd['backbone.' + key], rtol=0, atol=0)
+        compared += 1
+    assert compared == len([k for k in sd if k.startswith('backbone.')]) - 3
+    feats = model.backbone(torch.zeros(1, 3, 64, 64))
+    assert [tuple(f.shape) for f in feats] == [(1, 192, 4, 4)] * 4
+    pyramid = model.neck(feats)
+    assert [tuple(f.shape[-2:]) for f in pyramid] == [(16, 16), (8, 8), (4, 4), (2, 2)]
+
+
+def test_layer_decay_really_applies(repo_root, cmae_ckpt, ade_root):
+    """lr of every parameter vs lr * 0.65 ** (L + 1 - depth), computed here from the
+    parameter names; no weight decay on 1-D tensors, pos_embed and cls_token."""
+    from mmengine.optim import build_optim_wrapper
+    path, _ = cmae_ckpt
+    cfg, model = build_tiny_segmentor(repo_root, path, ade_root)
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    base_lr, decay, L = 1e-4, 0.65, TINY['num_layers']
+    names = {id(p): n for n, p in model.named_parameters()}
+    seen = set()
+    for group in optim_wrapper.optimizer.param_groups:
+        for p in group['params']:
+            name = names[id(p)]
+            seen.add(name)
+            if name.startswith('backbone.layers.'):
+                depth = int(name.split('.')[2]) + 1
+            elif name.split('.')[1] in ('cls_token', 'pos_embed', 'patch_embed'):
+                depth = 0
+            else:  # neck, heads
+                depth = L + 1
+            assert group['lr'] == pytest.approx(base_lr * decay**(L + 1 - depth)), name
+            no_wd = p.ndim == 1 or name.endswith(('pos_embed', 'cls_token'))
+            assert group['weight_decay'] == (0.0 if no_wd else 0.05), name
+    assert seen == {n for n, p in model.named_parameters() if p.requires_grad}
+    # the extremes, spelled out: embedding 0.65**5, block 0 0.65**4, heads 1
+    lrs = {names[id(p)]: g['lr'] for g in optim_wrapper.optimizer.param_groups
+           for p in g['params']}
+    assert lrs['backbone.patch_embed.projection.weight'] == pytest.approx(
+        1e-4 * 0.65**5)
+    assert lrs['backbone.layers.0.attn.qkv.weight'] == pytest.approx(1e-4 * 0.65**4)
+    assert lrs['backbone.layers.3.attn.qkv.weight'] == pytest.approx(1e-4 * 0.65)
+    assert lrs['decode_head.conv_seg.weight'] == pytest.approx(1e-4)
+
+
+def test_train_and_test_cli(repo_root, run_env, cmae_ckpt, ade_root, tmp_path):
+    path, _ = cmae_ckpt
+    opts = tiny_options(path, ade_root)
+    work = str(tmp_path / 'train')
+    proc, t_train = run_tool(repo_root, run_env, ['tools/train.py', SEG, '--work-dir',
+                             work, '--cfg-options'] + as_cli(opts))
+    log = proc.stdout + proc.stderr
+    assert 'TransferViT <- online encoder of' in log
+    ckpt = osp.join(work, 'iter_4.pth')
+    assert osp.isfile(ckpt)
+    test_work = str(tmp_path / 'test')
+    _, t_test = run_tool(repo_root, run_env, ['tools/test.py', SEG, ckpt, '--work-dir',
+                         test_work, '--cfg-options'] + as_cli(opts))
+    metrics = json.load(open(osp.join(test_work, 'metrics.json')))
+    miou = metrics['mIoU']
+    assert 0.0 <= miou <= 100.0
+    print(f'\n[seg] mIoU={miou:.2f} train {t_train:.1f}s test {t_test:.1f}s')

@@ -7,7 +7,6 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 

@@ -23,27 +23,9 @@ LINEAR = 'configs/cls/cmae_vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'
 EXPECTED_ARCH = {'base': (768, 12), 'small': (384, 12), 'large': (1024, 24)}
 
 
-def demo_pretrain_checkpoint(tmp_path_factory, photo_folder, run_env, repo_root):
-    """A real tiny CMAE pretraining checkpoint: 2 iterations of tools/train.py on
-    configs/pretrain/cmae_vit-tiny_demo.py over the photographs (~18 s on 2 cores),
-    made once per session (session base temp) for the transfer test modules."""
-    work = tmp_path_factory.getbasetemp() / 'cmae_demo_pretrain'
-    ckpt = work / 'iter_2.pth'
-    if not ckpt.exists():
-        run_tool(repo_root, run_env, [
-            'tools/train.py', 'configs/pretrain/cmae_vit-tiny_demo.py', '--work-dir',
-            str(work), '--cfg-options',
-            f'train_dataloader.dataset.data_root={photo_folder}',
-            'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=2',
-            'train_dataloader.num_workers=0',
-            'train_dataloader.persistent_workers=False'])
-    return str(ckpt)
-
-
 @pytest.fixture(scope='module')
-def cmae_ckpt(tmp_path_factory, photo_folder, run_env, repo_root):
-    path = demo_pretrain_checkpoint(tmp_path_factory, photo_folder, run_env, repo_root)
-    return path, load_checkpoint_weights_only(path)
+def cmae_ckpt(cmae_pretrain_ckpt):
+    return cmae_pretrain_ckpt, load_checkpoint_weights_only(cmae_pretrain_ckpt)
 
 
 @pytest.fixture(scope='module')
@@ -178,3 +160,20 @@ def test_train_and_test_cli(repo_root, run_env, cmae_ckpt, imagenet_root, tmp_pa
     assert 0.0 <= top1 <= 100.0
     print(f'\n[{"linear probe" if linear else "fine-tune"}] accuracy/top1={top1:.2f} '
           f'train {t_train:.1f}s test {t_test:.1f}s')
+
+
+@pytest.mark.parametrize('config', sorted(
+    glob.glob(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                       'configs/cls/*.py'))))
+def test_head_init_is_truncated_at_two_std(config):
+    """With MMEngine's default bounds (+-2 absolute) a tiny-std TruncNormal sometimes
+    puts a weight at exactly +-2 (erfinv(+-1) clamped); the configs bound it at 2 std."""
+    cfg = Config.fromfile(config)
+    for init in cfg.model.head.get('init_cfg') or []:
+        if init['type'] == 'TruncNormal':
+            assert (init['a'], init['b']) == (-2 * init['std'], 2 * init['std'])
+            from mmengine.model.weight_init import trunc_normal_
+            torch.manual_seed(0)
+            w = torch.empty(400, 1000)
+            trunc_normal_(w, std=init['std'], a=init['a'], b=init['b'])
+            assert w.abs().max() <= 2 * init['std']

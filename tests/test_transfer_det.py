@@ -7,7 +7,6 @@ bbox/segm mAP, with every config in configs/det shrunk only through --cfg-option
 """
 import glob
 import json
-import os
 import os.path as osp
 import re
 import subprocess
@@ -25,7 +24,6 @@ from cmae_mm.utils.checkpoint import extract_encoder, load_checkpoint_weights_on
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DET_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'det', '*.py')))
-CMAE_DEMO = osp.join(REPO, 'configs', 'pretrain', 'cmae_vit-tiny_demo.py')
 SIZE = 128  # detection input of the CPU runs (1024 in the recipe)
 ITERS = 10
 
@@ -99,16 +97,9 @@ def coco(tmp_path_factory, photos):
 
 
 @pytest.fixture(scope='module')
-def cmae_ckpt(tmp_path_factory, photo_folder, run_env):
-    """A real tiny CMAE pretraining checkpoint: tools/train.py on the demo config
-    (configs/pretrain/cmae_vit-tiny_demo.py) for 2 iterations on the photographs."""
-    work = str(tmp_path_factory.mktemp('cmae'))
-    _run([sys.executable, 'tools/train.py', CMAE_DEMO, '--work-dir', work,
-          '--cfg-options', f'train_dataloader.dataset.data_root={photo_folder}',
-          'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=2',
-          'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False'],
-         run_env, osp.join(work, 'pretrain.log'))
-    return osp.join(work, 'iter_2.pth')
+def cmae_ckpt(cmae_pretrain_ckpt):
+    """The session's real tiny CMAE pretraining checkpoint (tests/conftest.py)."""
+    return cmae_pretrain_ckpt
 
 
 def test_tiny_coco_on_disk_format(coco, photos):

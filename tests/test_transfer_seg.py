@@ -24,27 +24,9 @@ EXPECTED_ARCH = {'base': (768, 12, [3, 5, 7, 11]), 'small': (384, 12, [3, 5, 7, 
                  'large': (1024, 24, [7, 11, 15, 23])}
 
 
-def demo_pretrain_checkpoint(tmp_path_factory, photo_folder, run_env, repo_root):
-    """A real tiny CMAE pretraining checkpoint: 2 iterations of tools/train.py on
-    configs/pretrain/cmae_vit-tiny_demo.py over the photographs (~18 s on 2 cores),
-    made once per session (session base temp) for the transfer test modules."""
-    work = tmp_path_factory.getbasetemp() / 'cmae_demo_pretrain'
-    ckpt = work / 'iter_2.pth'
-    if not ckpt.exists():
-        run_tool(repo_root, run_env, [
-            'tools/train.py', 'configs/pretrain/cmae_vit-tiny_demo.py', '--work-dir',
-            str(work), '--cfg-options',
-            f'train_dataloader.dataset.data_root={photo_folder}',
-            'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=2',
-            'train_dataloader.num_workers=0',
-            'train_dataloader.persistent_workers=False'])
-    return str(ckpt)
-
-
 @pytest.fixture(scope='module')
-def cmae_ckpt(tmp_path_factory, photo_folder, run_env, repo_root):
-    path = demo_pretrain_checkpoint(tmp_path_factory, photo_folder, run_env, repo_root)
-    return path, load_checkpoint_weights_only(path)
+def cmae_ckpt(cmae_pretrain_ckpt):
+    return cmae_pretrain_ckpt, load_checkpoint_weights_only(cmae_pretrain_ckpt)
 
 
 @pytest.fixture(scope='module')

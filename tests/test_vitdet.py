@@ -1,7 +1,5 @@
 """Unit tests of the ViTDet parts: backbone, checkpoint mapping, simple pyramid, layer
 decay, fp16 gradient compression. Tiny models (ViT arch of COMMON.md) on CPU."""
-import math
-import os.path as osp
 import re
 from types import SimpleNamespace
 

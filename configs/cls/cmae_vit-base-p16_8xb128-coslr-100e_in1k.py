@@ -40,7 +40,9 @@ model = dict(
         in_channels=768,
         # SPEC §1: label smoothing 0.1.
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-        init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5)]),
+        # Truncated at +-2 std: MMEngine's default bounds (+-2 absolute, i.e. 1e5 std
+        # at std 2e-5) let the inverse-CDF sampler return erfinv(+-1) = inf, clamped to 2.
+        init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5, a=-4e-5, b=4e-5)]),
 )
 
 # SPEC §1: AdamW betas (0.9, 0.999), wd 0.05, layer-wise lr decay 0.65; no decay on

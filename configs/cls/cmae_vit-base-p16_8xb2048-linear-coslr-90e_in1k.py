@@ -32,7 +32,9 @@ model = dict(
         num_classes=1000,
         in_channels=768,
         loss=dict(type='CrossEntropyLoss'),
-        init_cfg=[dict(type='TruncNormal', layer='Linear', std=0.01)]),
+        # Truncated at +-2 std: MMEngine's default bounds (+-2 absolute, i.e. 1e5 std
+        # at std 2e-5) let the inverse-CDF sampler return erfinv(+-1) = inf, clamped to 2.
+        init_cfg=[dict(type='TruncNormal', layer='Linear', std=0.01, a=-0.02, b=0.02)]),
 )
 
 optim_wrapper = dict(

@@ -46,7 +46,9 @@ model = dict(
         num_classes=1000,
         in_channels=768,
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-        init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5)]),
+        # Truncated at +-2 std: MMEngine's default bounds (+-2 absolute, i.e. 1e5 std
+        # at std 2e-5) let the inverse-CDF sampler return erfinv(+-1) = inf, clamped to 2.
+        init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5, a=-4e-5, b=4e-5)]),
 )
 
 optim_wrapper = dict(

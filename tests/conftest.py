@@ -41,17 +41,31 @@ def run_env():
 
 
 @pytest.fixture(scope='session')
-def cmae_pretrain_ckpt(tmp_path_factory, photo_folder, run_env) -> str:
+def run_tool(run_env):
+    """``run_tool(args, timeout=600) -> (CompletedProcess, seconds)``: runs
+    ``python ARGS`` in the repository root on CPU and asserts it succeeded."""
+    import subprocess
+    import time
+
+    def run(args, timeout=600):
+        start = time.time()
+        proc = subprocess.run([PYTHON] + list(args), cwd=REPO_ROOT, env=run_env,
+                              capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+        return proc, time.time() - start
+
+    return run
+
+
+@pytest.fixture(scope='session')
+def cmae_pretrain_ckpt(tmp_path_factory, photo_folder, run_tool) -> str:
     """A real tiny CMAE pretraining checkpoint, made once per session: 2 iterations of
     tools/train.py on configs/pretrain/cmae_vit-tiny_demo.py over the photographs."""
-    import subprocess
     work = str(tmp_path_factory.mktemp('cmae_demo_pretrain'))
-    proc = subprocess.run(
-        [PYTHON, 'tools/train.py', 'configs/pretrain/cmae_vit-tiny_demo.py',
-         '--work-dir', work, '--cfg-options',
-         f'train_dataloader.dataset.data_root={photo_folder}',
-         'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=2',
-         'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False'],
-        cwd=REPO_ROOT, env=run_env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    run_tool(['tools/train.py', 'configs/pretrain/cmae_vit-tiny_demo.py',
+              '--work-dir', work, '--cfg-options',
+              f'train_dataloader.dataset.data_root={photo_folder}',
+              'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=2',
+              'train_dataloader.num_workers=0',
+              'train_dataloader.persistent_workers=False'])
     return osp.join(work, 'iter_2.pth')

@@ -4,9 +4,6 @@ tools/train.py and tools/test.py to a metric, starting from the checkpoint's enc
 import glob
 import json
 import os.path as osp
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -67,14 +64,6 @@ def as_cli(opts):
     return [f'{k}={v}' for k, v in opts.items()]
 
 
-def run_tool(repo_root, run_env, args, timeout=600):
-    start = time.time()
-    proc = subprocess.run([sys.executable] + args, cwd=repo_root, env=run_env,
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc, time.time() - start
-
-
 @pytest.mark.parametrize('config', sorted(
     glob.glob(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                        'configs/cls/*.py'))))
@@ -133,12 +122,12 @@ def test_finetune_starts_from_checkpoint(repo_root, cmae_ckpt, imagenet_root):
 
 @pytest.mark.parametrize('config, linear', [(FINETUNE, False), (LINEAR, True)],
                          ids=['finetune', 'linear_probe'])
-def test_train_and_test_cli(repo_root, run_env, cmae_ckpt, imagenet_root, tmp_path,
+def test_train_and_test_cli(run_tool, cmae_ckpt, imagenet_root, tmp_path,
                             config, linear):
     path, _ = cmae_ckpt
     opts = tiny_options(path, imagenet_root, linear=linear)
     work = str(tmp_path / 'train')
-    proc, t_train = run_tool(repo_root, run_env, ['tools/train.py', config,
+    proc, t_train = run_tool(['tools/train.py', config,
                              '--work-dir', work, '--cfg-options'] + as_cli(opts))
     log = proc.stdout + proc.stderr
     # the load report of PretrainedEncoder, from inside the real training run
@@ -153,7 +142,7 @@ def test_train_and_test_cli(repo_root, run_env, cmae_ckpt, imagenet_root, tmp_pa
     else:  # fine-tuned: moved away from the checkpoint, but not far
         assert not torch.equal(trained[key], pretrained[key])
     test_work = str(tmp_path / 'test')
-    _, t_test = run_tool(repo_root, run_env, ['tools/test.py', config, ckpt,
+    _, t_test = run_tool(['tools/test.py', config, ckpt,
                          '--work-dir', test_work, '--cfg-options'] + as_cli(opts))
     metrics = json.load(open(osp.join(test_work, 'metrics.json')))
     top1 = metrics['accuracy/top1']

@@ -4,9 +4,6 @@ tools/train.py and tools/test.py to an mIoU, starting from the checkpoint's enco
 import glob
 import json
 import os.path as osp
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -65,14 +62,6 @@ def tiny_options(ckpt, data_root, iters=4):
     for split in ('val', 'test'):
         opts[f'{split}_dataloader.dataset.pipeline.1.scale'] = (320, 80)  # Resize
     return opts
-
-
-def run_tool(repo_root, run_env, args, timeout=600):
-    start = time.time()
-    proc = subprocess.run([sys.executable] + args, cwd=repo_root, env=run_env,
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc, time.time() - start
 
 
 def as_cli(opts):
@@ -183,18 +172,18 @@ def test_layer_decay_really_applies(repo_root, cmae_ckpt, ade_root):
     assert lrs['decode_head.conv_seg.weight'] == pytest.approx(1e-4)
 
 
-def test_train_and_test_cli(repo_root, run_env, cmae_ckpt, ade_root, tmp_path):
+def test_train_and_test_cli(run_tool, cmae_ckpt, ade_root, tmp_path):
     path, _ = cmae_ckpt
     opts = tiny_options(path, ade_root)
     work = str(tmp_path / 'train')
-    proc, t_train = run_tool(repo_root, run_env, ['tools/train.py', SEG, '--work-dir',
+    proc, t_train = run_tool(['tools/train.py', SEG, '--work-dir',
                              work, '--cfg-options'] + as_cli(opts))
     log = proc.stdout + proc.stderr
     assert 'TransferViT <- online encoder of' in log
     ckpt = osp.join(work, 'iter_4.pth')
     assert osp.isfile(ckpt)
     test_work = str(tmp_path / 'test')
-    _, t_test = run_tool(repo_root, run_env, ['tools/test.py', SEG, ckpt, '--work-dir',
+    _, t_test = run_tool(['tools/test.py', SEG, ckpt, '--work-dir',
                          test_work, '--cfg-options'] + as_cli(opts))
     metrics = json.load(open(osp.join(test_work, 'metrics.json')))
     miou = metrics['mIoU']

@@ -22,6 +22,9 @@ bicubically, ``BEiTViT`` copies a shared relative position table into every bloc
 resizes it) or in an ``adapt_pretrained_state_dict(state_dict) -> state_dict`` method
 that any backbone may define.
 """
+import argparse
+import os.path as osp
+import pickle
 import re
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -45,9 +48,6 @@ def load_checkpoint_weights_only(filename: str) -> Dict[str, torch.Tensor]:
     Accepts MMEngine checkpoints (``{'state_dict': ...}``), plain state dicts and the
     ``{'model': ...}`` layout of the official MAE / CMAE / ConMIM releases.
     """
-    import argparse
-    import os.path as osp
-    import pickle
     if not osp.isfile(filename):
         raise FileNotFoundError(f'Checkpoint {filename!r} does not exist.')
     try:

@@ -42,17 +42,14 @@ def run_env():
 
 @pytest.fixture(scope='session')
 def run_tool(run_env):
-    """``run_tool(args, timeout=600) -> (CompletedProcess, seconds)``: runs
-    ``python ARGS`` in the repository root on CPU and asserts it succeeded."""
-    import subprocess
-    import time
+    """``run_tool(args, timeout=600, check=True, env=None, cwd=REPO_ROOT) ->
+    (CompletedProcess, seconds)``: ``cmae_mm.testing.run_subprocess`` on CPU with the
+    project's environment (``env`` entries are added to it)."""
 
-    def run(args, timeout=600):
-        start = time.time()
-        proc = subprocess.run([PYTHON] + list(args), cwd=REPO_ROOT, env=run_env,
-                              capture_output=True, text=True, timeout=timeout)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-        return proc, time.time() - start
+    def run(args, timeout=600, check=True, env=None, cwd=REPO_ROOT):
+        from cmae_mm.testing import run_subprocess
+        full_env = dict(run_env, **(env or {}))
+        return run_subprocess(args, full_env, cwd, timeout=timeout, check=check)
 
     return run
 
@@ -60,9 +57,9 @@ def run_tool(run_env):
 @pytest.fixture(scope='session')
 def cmae_pretrain_ckpt(tmp_path_factory, photo_folder, run_tool) -> str:
     """A real tiny CMAE pretraining checkpoint, made once per session: 2 iterations of
-    tools/train.py on configs/pretrain/cmae_vit-tiny_demo.py over the photographs."""
+    tools/train.py on configs/pretrain/cmae_vit-tiny-p16_1xb8-800iter_demo.py over the photographs."""
     work = str(tmp_path_factory.mktemp('cmae_demo_pretrain'))
-    run_tool(['tools/train.py', 'configs/pretrain/cmae_vit-tiny_demo.py',
+    run_tool(['tools/train.py', 'configs/pretrain/cmae_vit-tiny-p16_1xb8-800iter_demo.py',
               '--work-dir', work, '--cfg-options',
               f'train_dataloader.dataset.data_root={photo_folder}',
               'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=2',

@@ -11,7 +11,8 @@ from mmengine.model import BaseModule
 from torch import nn
 
 import cmae_mm  # noqa: F401
-from cmae_mm.utils.checkpoint import PretrainedEncoder, load_pretrained_encoder
+from cmae_mm.testing import run_subprocess
+from cmae_mm.transfer.weight_loading import PretrainedEncoder, load_pretrained_encoder
 
 TINY = dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768)
 CLS_CFG = 'configs/cls/cmae_vit-base-p16_8xb128-coslr-100e_in1k.py'
@@ -26,7 +27,7 @@ def _noisy(state_dict, gen):
 
 
 def synthetic_pretrain_checkpoint(path, kind='cmae', img_size=224, seed=0):
-    """A pretraining checkpoint with cmae_mm's keys (COMMON.md): online encoder
+    """A pretraining checkpoint with cmae_mm's keys (docs/checkpoints.md): online encoder
     ``backbone.*``, target ``target_encoder.module.0.*`` + projector ``.module.1.*``,
     and a decoder; CMAE: MAEViT online / no-final-norm ViT target; ConMIM:
     BEiTPretrainViT (shared relative position table, layer scale) for both."""
@@ -224,25 +225,21 @@ def test_load_pretrained_encoder_returns_what_it_loaded(cmae_ckpt):
 
 def test_real_conmim_checkpoint_into_cls_and_seg(repo_root, run_env, photo_folder,
                                                  tmp_path):
-    """A real tiny ConMIM pretraining run (configs/pretrain/conmim_vit-tiny_demo.py,
+    """A real tiny ConMIM pretraining run (configs/pretrain/conmim_vit-tiny-p16_1xb8-20e_demo.py,
     1 epoch = 2 iterations) loads into the ConMIM classification and segmentation
     configs: their momentum (target) encoders equal the checkpoint's, tensor by tensor,
     relative position tables expanded per block (and resized for segmentation)."""
-    import subprocess
-    import sys
-
     from mmseg.registry import MODELS as SEG_MODELS
 
-    from cmae_mm.utils.checkpoint import load_checkpoint_weights_only
+    from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
     work = str(tmp_path / 'conmim')
-    proc = subprocess.run(
-        [sys.executable, 'tools/train.py', 'configs/pretrain/conmim_vit-tiny_demo.py',
+    run_subprocess(
+        ['tools/train.py', 'configs/pretrain/conmim_vit-tiny-p16_1xb8-20e_demo.py',
          '--work-dir', work, '--cfg-options',
          f'train_dataloader.dataset.data_root={photo_folder}', 'train_cfg.max_epochs=1',
          'param_scheduler.0.end=1', 'param_scheduler.1.begin=1',
          'param_scheduler.1.end=2', 'default_hooks.checkpoint.interval=1'],
-        cwd=repo_root, env=run_env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+        run_env, repo_root, timeout=300)
     path = osp.join(work, 'epoch_1.pth')
     expected = encoder_of(load_checkpoint_weights_only(path), 'target_encoder.module.0.')
     shared = expected['rel_pos_bias.relative_position_bias_table']

@@ -1,4 +1,4 @@
-"""CMAE modules: unit masking, losses against SPEC's equations, EMA target branch."""
+"""CMAE modules: unit masking, losses against the paper's equations, EMA target branch."""
 import os.path as osp
 
 import pytest
@@ -23,7 +23,7 @@ def _tiny_cmae(registry, repo_root, **model_overrides):
     from mmengine.model import revert_sync_batchnorm
     from mmengine.logging import MessageHub
     cfg = Config.fromfile(
-        osp.join(repo_root, 'configs/pretrain/cmae_vit-tiny_demo.py'))
+        osp.join(repo_root, 'configs/pretrain/cmae_vit-tiny-p16_1xb8-800iter_demo.py'))
     cfg.model.update(model_overrides)
     torch.manual_seed(0)
     model = revert_sync_batchnorm(registry.build(cfg.model))

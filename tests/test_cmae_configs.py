@@ -14,12 +14,13 @@ CMAE_CONFIGS = sorted(
 # config -> (encoder width, layers, visible patches, mask unit)
 EXPECTED = {
     'cmae_vit-b.py': (768, 12, 68, 2),
-    'cmae_vit-b_300e.py': (768, 12, 68, 2),
-    'cmae_vit-b_800e.py': (768, 12, 68, 2),
-    'cmae_vit-b_mask75.py': (768, 12, 49, 1),
-    'cmae_vit-s.py': (384, 12, 68, 2),
-    'cmae_vit-l.py': (1024, 24, 68, 2),
-    'cmae_vit-tiny_demo.py': (192, 4, 68, 2),
+    'cmae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py': (768, 12, 68, 2),
+    'cmae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py': (768, 12, 68, 2),
+    'cmae_vit-base-p16_8xb512-amp-coslr-800e_in1k.py': (768, 12, 68, 2),
+    'cmae_vit-base-p16-mask75_8xb512-amp-coslr-1600e_in1k.py': (768, 12, 49, 1),
+    'cmae_vit-small-p16_8xb512-amp-coslr-1600e_in1k.py': (384, 12, 68, 2),
+    'cmae_vit-large-p16_8xb512-amp-coslr-1600e_in1k.py': (1024, 24, 68, 2),
+    'cmae_vit-tiny-p16_1xb8-800iter_demo.py': (192, 4, 68, 2),
 }
 
 
@@ -74,9 +75,9 @@ def test_config_builds_its_model(registry, name):
 
 
 @pytest.mark.parametrize('name,epochs,cos_tmax', [
-    ('cmae_vit-b.py', 1600, 1560), ('cmae_vit-b_300e.py', 300, 260),
-    ('cmae_vit-b_800e.py', 800, 760), ('cmae_vit-b_mask75.py', 1600, 1560),
-    ('cmae_vit-s.py', 1600, 1560), ('cmae_vit-l.py', 1600, 1560)
+    ('cmae_vit-b.py', 1600, 1560), ('cmae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py', 300, 260),
+    ('cmae_vit-base-p16_8xb512-amp-coslr-800e_in1k.py', 800, 760), ('cmae_vit-base-p16-mask75_8xb512-amp-coslr-1600e_in1k.py', 1600, 1560),
+    ('cmae_vit-small-p16_8xb512-amp-coslr-1600e_in1k.py', 1600, 1560), ('cmae_vit-large-p16_8xb512-amp-coslr-1600e_in1k.py', 1600, 1560)
 ])
 def test_recipe_numbers(name, epochs, cos_tmax):
     cfg = _cfg(name)
@@ -98,7 +99,7 @@ def test_recipe_numbers(name, epochs, cos_tmax):
 
 def test_mae_reference_builds(registry):
     from mmpretrain.models import MAE
-    cfg = _cfg('mae_vit-b_reference.py')
+    cfg = _cfg('mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py')
     model = registry.build(cfg.model)
     assert type(model) is MAE
     assert model.backbone.mask_ratio == 0.75 and model.backbone.embed_dims == 768

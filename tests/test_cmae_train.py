@@ -2,14 +2,14 @@
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 import textwrap
 
 import pytest
 import torch
+from cmae_mm.testing import run_subprocess
 
-DEMO_CFG = 'configs/pretrain/cmae_vit-tiny_demo.py'
+DEMO_CFG = 'configs/pretrain/cmae_vit-tiny-p16_1xb8-800iter_demo.py'
 
 DDP_SCRIPT = textwrap.dedent('''
     import os, sys
@@ -80,11 +80,8 @@ def test_ddp_contrastive_loss_equals_global_batch(tmp_path, repo_root, run_env):
     cfg = osp.join(repo_root, DEMO_CFG)
     B = 4
     for mode in ('ddp', 'single'):
-        proc = subprocess.run(
-            [sys.executable, str(script), cfg, str(tmp_path), str(B), mode],
-            env=run_env, cwd=repo_root, capture_output=True, text=True,
-            timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        run_subprocess([script, cfg, tmp_path, B, mode], run_env, repo_root,
+                       timeout=300)
     r0, r1 = (torch.load(tmp_path / f'rank{r}.pth') for r in (0, 1))
     single = torch.load(tmp_path / 'single.pth')
     # the loss of the 2B global batch is the mean of the two ranks' losses
@@ -112,17 +109,12 @@ TRAIN_OPTS = [
 
 
 def _train(repo_root, run_env, work_dir, photo_folder, resume=None):
-    cmd = [
-        sys.executable, 'tools/train.py', DEMO_CFG, '--work-dir', str(work_dir)
-    ]
+    cmd = ['tools/train.py', DEMO_CFG, '--work-dir', work_dir]
     if resume:
         cmd += ['--resume', resume]
     cmd += ['--cfg-options', f'train_dataloader.dataset.data_root={photo_folder}',
             *TRAIN_OPTS]
-    proc = subprocess.run(cmd, env=run_env, cwd=repo_root, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-5000:])
-    return proc
+    return run_subprocess(cmd, run_env, repo_root)[0]
 
 
 def _scalars(work_dir):
@@ -156,7 +148,7 @@ def test_tiny_config_trains_and_losses_fall(full_run):
 
 def test_resume_equals_uninterrupted_run(full_run, tmp_path, repo_root, run_env,
                                          photo_folder):
-    from cmae_mm.utils.checkpoint import load_checkpoint_weights_only
+    from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
     import cmae_mm  # noqa: F401  (allow-lists MMEngine's checkpoint globals)
     resumed = tmp_path / 'resumed'
     # a run interrupted after iteration 10, resumed with --resume up to 20

@@ -15,7 +15,7 @@ from mmpretrain.registry import MODELS, TRANSFORMS
 from mmpretrain.structures import DataSample
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TINY_CFG = osp.join(REPO, 'configs/pretrain/conmim_vit-tiny_demo.py')
+TINY_CFG = osp.join(REPO, 'configs/pretrain/conmim_vit-tiny-p16_1xb8-20e_demo.py')
 CONMIM_CFGS = sorted(glob.glob(osp.join(REPO, 'configs/pretrain/conmim_*.py')))
 
 
@@ -270,7 +270,7 @@ def test_momentum_schedule_start_middle_end(tiny_cfg):
 
 def test_checkpoint_keys_load_into_downstream_beit(tiny_cfg, tmp_path):
     from mmpretrain.models import BEiTViT
-    from cmae_mm.utils.checkpoint import extract_encoder, load_state_dict_checked
+    from cmae_mm.transfer.weight_loading import extract_encoder, load_state_dict_checked
     _set_max_iters(10)
     model = _model(tiny_cfg)
     views, samples = _batch(seed=5)
@@ -435,7 +435,7 @@ def test_strong_augmentation_lands_on_target_view_only(tiny_cfg, photos):
 
 def test_masks_from_config_pipelines(photos):
     img = photos['chelsea']
-    cfg = Config.fromfile(osp.join(REPO, 'configs/pretrain/conmim_vit-b_300e.py'))
+    cfg = Config.fromfile(osp.join(REPO, 'configs/pretrain/conmim_vit-base-p16_8xb256-amp-coslr-300e_in1k.py'))
     _, ds = _views(_pipeline(cfg), img)
     mask = ds.mask
     assert tuple(mask.shape) == (14, 14)
@@ -443,21 +443,21 @@ def test_masks_from_config_pipelines(photos):
     units = mask.reshape(7, 2, 7, 2).permute(0, 2, 1, 3).reshape(49, 4)
     assert torch.all((units.sum(1) == 0) | (units.sum(1) == 4))  # 32-px units
     cfg = Config.fromfile(
-        osp.join(REPO, 'configs/pretrain/conmim_vit-b_300e_blockmask.py'))
+        osp.join(REPO, 'configs/pretrain/conmim_vit-base-p16-blockmask_8xb256-amp-coslr-300e_in1k.py'))
     _, ds = _views(_pipeline(cfg), img)
     assert tuple(ds.mask.shape) == (14, 14) and int(ds.mask.sum()) == 75
 
 
 # ------------------------------------------------------------------------ configs
 EXPECTED = {  # name: (embed dims, layers, layer scale, epochs, per-GPU batch)
-    'conmim_vit-s_300e.py': (384, 12, 0.1, 300, 256),
-    'conmim_vit-b_300e.py': (768, 12, 0.1, 300, 256),
-    'conmim_vit-b_300e_blockmask.py': (768, 12, 0.1, 300, 256),
-    'conmim_vit-b_800e.py': (768, 12, 0.1, 800, 256),
-    'conmim_vit-l_400e.py': (1024, 24, 1e-5, 400, 64),
-    'conmim_vit-l_800e.py': (1024, 24, 1e-5, 800, 64),
-    'conmim_vit-l_1600e.py': (1024, 24, 1e-5, 1600, 64),
-    'conmim_vit-tiny_demo.py': (192, 4, 0.1, 20, 8),
+    'conmim_vit-small-p16_8xb256-amp-coslr-300e_in1k.py': (384, 12, 0.1, 300, 256),
+    'conmim_vit-base-p16_8xb256-amp-coslr-300e_in1k.py': (768, 12, 0.1, 300, 256),
+    'conmim_vit-base-p16-blockmask_8xb256-amp-coslr-300e_in1k.py': (768, 12, 0.1, 300, 256),
+    'conmim_vit-base-p16_8xb256-amp-coslr-800e_in1k.py': (768, 12, 0.1, 800, 256),
+    'conmim_vit-large-p16_32xb64-amp-coslr-400e_in1k.py': (1024, 24, 1e-5, 400, 64),
+    'conmim_vit-large-p16_32xb64-amp-coslr-800e_in1k.py': (1024, 24, 1e-5, 800, 64),
+    'conmim_vit-large-p16_32xb64-amp-coslr-1600e_in1k.py': (1024, 24, 1e-5, 1600, 64),
+    'conmim_vit-tiny-p16_1xb8-20e_demo.py': (192, 4, 0.1, 20, 8),
 }
 
 
@@ -476,7 +476,7 @@ def test_every_conmim_config_builds_its_model():
         opt = cfg.optim_wrapper
         assert opt.optimizer.betas == (0.9, 0.98) and opt.optimizer.weight_decay == 0.05
         assert opt.clip_grad == dict(max_norm=1.0)
-        if 'vit-l' in path:
+        if 'vit-large' in path:
             assert opt.optimizer.lr == 7.5e-4 and cfg.param_scheduler[0]['end'] == 10
             assert (cfg.train_dataloader.batch_size * 32 ==
                     cfg.auto_scale_lr.base_batch_size)  # released: 32 GPUs x 64

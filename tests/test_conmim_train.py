@@ -2,10 +2,10 @@
 import glob
 import json
 import os.path as osp
-import subprocess
 import sys
 
 import torch
+from cmae_mm.testing import run_subprocess
 
 EPOCHS = 12  # 9 photos, batch 8: 2 iterations per epoch
 
@@ -21,17 +21,15 @@ def _losses(work_dir):
 def test_tiny_conmim_trains_and_loss_falls(repo_root, photo_folder, run_env, tmp_path):
     work_dir = str(tmp_path / 'work')
     cmd = [
-        sys.executable, osp.join(repo_root, 'tools/train.py'),
-        osp.join(repo_root, 'configs/pretrain/conmim_vit-tiny_demo.py'),
+        osp.join(repo_root, 'tools/train.py'),
+        osp.join(repo_root, 'configs/pretrain/conmim_vit-tiny-p16_1xb8-20e_demo.py'),
         '--work-dir', work_dir, '--cfg-options',
         f'train_dataloader.dataset.data_root={photo_folder}',
         f'train_cfg.max_epochs={EPOCHS}',
         f'param_scheduler.1.end={EPOCHS}',
         f'default_hooks.checkpoint.interval={EPOCHS}',
     ]
-    proc = subprocess.run(cmd, cwd=repo_root, env=run_env, capture_output=True,
-                          text=True, timeout=280)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_subprocess(cmd, run_env, repo_root, timeout=280)
     losses = _losses(work_dir)
     assert len(losses) == 2 * EPOCHS
     assert all(l == l and l < 1e3 for l in losses)  # finite

@@ -5,7 +5,6 @@ import contextlib
 import io
 import os.path as osp
 import runpy
-import subprocess
 import sys
 
 import pytest
@@ -15,8 +14,9 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import cmae_mm  # noqa: F401
-from cmae_mm.utils.checkpoint import load_checkpoint_weights_only, load_pretrained_encoder
-from cmae_mm.utils.model_converters import (check_encoder, convert_beit_official,
+from cmae_mm.testing import run_subprocess
+from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only, load_pretrained_encoder
+from cmae_mm.converters.encoders import (check_encoder, convert_beit_official,
                                             convert_cmae_official,
                                             convert_mae_official, fix_bgr_patch_embed)
 
@@ -110,8 +110,8 @@ def run_converter(repo_root, run_env, script, *args, subprocess_run=False):
     process as ``__main__`` with its command line."""
     path = osp.join(repo_root, 'tools/model_converters', script)
     if subprocess_run:
-        return subprocess.run([sys.executable, path, *args], cwd=repo_root,
-                              env=run_env, capture_output=True, text=True, timeout=300)
+        return run_subprocess([path, *args], run_env, repo_root, timeout=300,
+                              check=False)[0]
     out, err, code = io.StringIO(), io.StringIO(), 0
     argv = sys.argv
     sys.argv = [path, *args]

@@ -100,7 +100,7 @@ def test_recipe_pipeline_on_photo_folder(registered, photo_folder, repo_root):
     from mmengine.config import Config
     from mmpretrain.registry import DATASETS
     cfg = Config.fromfile(
-        osp.join(repo_root, 'configs/pretrain/cmae_vit-tiny_demo.py'))
+        osp.join(repo_root, 'configs/pretrain/cmae_vit-tiny-p16_1xb8-800iter_demo.py'))
     ds_cfg = cfg.train_dataloader.dataset
     ds_cfg.data_root = photo_folder
     ds = DATASETS.build(ds_cfg)

@@ -4,11 +4,12 @@ import json
 import os
 import os.path as osp
 import re
-import subprocess
 import sys
 
 import pytest
 import torch
+
+from cmae_mm.testing import run_subprocess
 
 PYTHON = sys.executable
 
@@ -26,9 +27,7 @@ def tiny_cls_root(tmp_path_factory):
 
 
 def _run(cmd, env, cwd):
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    proc, _ = run_subprocess(cmd, env, cwd)
     return proc.stdout + proc.stderr
 
 
@@ -94,9 +93,9 @@ def test_resume_with_weights_only_loading(tiny_cls_root, tmp_path, repo_root, ru
     assert osp.isfile(osp.join(part, 'iter_4.pth'))
     # torch >= 2.6 loads weights-only by default; without cmae_mm's allow-list the
     # MMEngine checkpoint does not load that way (HistoryBuffer, numpy objects).
-    probe = subprocess.run(
-        [PYTHON, '-c', 'import sys, torch; torch.load(sys.argv[1], weights_only=True)',
-         osp.join(part, 'iter_4.pth')], capture_output=True, text=True, env=run_env)
+    probe, _ = run_subprocess(
+        ['-c', 'import sys, torch; torch.load(sys.argv[1], weights_only=True)',
+         osp.join(part, 'iter_4.pth')], run_env, repo_root, check=False)
     assert probe.returncode != 0 and 'Weights only load failed' in probe.stderr
     out = _run([PYTHON, 'tools/train.py', cfg, '--work-dir', part, '--resume'] + opts,
                run_env, repo_root)
@@ -115,7 +114,7 @@ def test_resume_with_weights_only_loading(tiny_cls_root, tmp_path, repo_root, ru
 
 
 def test_weights_only_allow_list_is_exact():
-    import cmae_mm.compat as compat
+    import cmae_mm.engine.compat as compat
     from mmengine.logging import HistoryBuffer
     safe = torch.serialization.get_safe_globals()
     assert HistoryBuffer in safe
@@ -125,7 +124,7 @@ def test_weights_only_allow_list_is_exact():
 
 def test_weights_only_still_refuses_arbitrary_getattr(tmp_path):
     """The allow-list maps `getattr` to HistoryBuffer's statistics methods only."""
-    import cmae_mm.compat  # noqa: F401
+    import cmae_mm.engine.compat  # noqa: F401
     from mmengine.logging import HistoryBuffer
 
     class Evil:

@@ -11,7 +11,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import cmae_mm  # noqa: F401
-from cmae_mm.utils.checkpoint import load_checkpoint_weights_only
+from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
 from cmae_mm.testing import build_tiny_imagenet
 
 TINY = dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768)
@@ -84,7 +84,8 @@ def test_every_cls_config_builds(config):
 
 
 def test_recipe_numbers():
-    """Learning rates of SPEC §1/§2, for the global batch of 1024 / 16384."""
+    """Learning rates of the released fine-tuning recipes (docs/recipes.md), for the
+    global batch of 1024 / 16384."""
     root = osp.dirname(osp.dirname(osp.abspath(__file__)))
     lr = {name: Config.fromfile(osp.join(root, 'configs/cls', name)).optim_wrapper
           for name in ('cmae_vit-base-p16_8xb128-coslr-100e_in1k.py',

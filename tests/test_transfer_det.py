@@ -9,9 +9,7 @@ import glob
 import json
 import os.path as osp
 import re
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -20,7 +18,8 @@ import torch.nn.functional as F
 
 import cmae_mm  # noqa: F401
 from cmae_mm.testing import build_tiny_coco
-from cmae_mm.utils.checkpoint import extract_encoder, load_checkpoint_weights_only
+from cmae_mm.testing import run_subprocess
+from cmae_mm.transfer.weight_loading import extract_encoder, load_checkpoint_weights_only
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DET_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'det', '*.py')))
@@ -32,7 +31,7 @@ def shrink_options(ckpt, data_root, iters=ITERS, size=SIZE):
     """--cfg-options that make a configs/det recipe a tiny CPU run."""
     s = f'({size},{size})'
     opts = [
-        # tiny ViT (COMMON.md arch), global blocks 1 and 3, window 4 on an 8x8 grid
+        # tiny ViT (the demo configs' arch), global blocks 1 and 3, window 4 on an 8x8 grid
         'model.backbone.arch.embed_dims=192', 'model.backbone.arch.num_layers=4',
         'model.backbone.arch.num_heads=3',
         'model.backbone.arch.feedforward_channels=768',
@@ -220,13 +219,11 @@ def test_det_encoder_starts_as_checkpoint(coco, cmae_ckpt):
 
 
 def _run(cmd, env, log):
-    start = time.time()
-    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=900)
+    proc, seconds = run_subprocess(cmd, env, REPO, timeout=900, check=False)
     with open(log, 'w') as f:
         f.write(proc.stdout + proc.stderr)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-    return proc.stdout + proc.stderr, time.time() - start
+    return proc.stdout + proc.stderr, seconds
 
 
 def _metrics(text):

@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import cmae_mm  # noqa: F401
-from cmae_mm.utils.checkpoint import load_checkpoint_weights_only
+from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
 from cmae_mm.testing import build_tiny_ade20k
 
 TINY = dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768)

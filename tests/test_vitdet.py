@@ -1,5 +1,5 @@
 """Unit tests of the ViTDet parts: backbone, checkpoint mapping, simple pyramid, layer
-decay, fp16 gradient compression. Tiny models (ViT arch of COMMON.md) on CPU."""
+decay, fp16 gradient compression. Tiny models (the demo configs' ViT) on CPU."""
 import re
 from types import SimpleNamespace
 
@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import cmae_mm  # noqa: F401  (registers the modules)
-from cmae_mm.det.vitdet import ViTDet, ViTDetLayer
-from cmae_mm.utils.checkpoint import extract_encoder, load_state_dict_checked
+from cmae_mm.transfer.det.vitdet import ViTDet, ViTDetLayer
+from cmae_mm.transfer.weight_loading import extract_encoder, load_state_dict_checked
 
 TINY = dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768)
 GLOBAL = [1, 3]
@@ -201,7 +201,7 @@ def test_layer_decay_applies_per_block():
     base_lr, rate, L = 1e-4, 0.7, TINY['num_layers']
     wrapper = build_optim_wrapper(model, dict(
         type='OptimWrapper',
-        constructor='mmdet.BackboneLayerDecayOptimWrapperConstructor',
+        constructor='BackboneLayerDecayOptimWrapperConstructor',
         optimizer=dict(type='AdamW', lr=base_lr, weight_decay=0.1),
         paramwise_cfg=dict(layer_decay_rate=rate, flat_decay_mult=0.0,
                            custom_keys={'pos_embed': dict(decay_mult=0.0)})))

@@ -2,7 +2,7 @@
 
     python tools/demo.py [--work-dir work_dirs/demo] [--iters N]
 
-Runs MMEngine's Runner with configs/pretrain/cmae_vit-tiny_demo.py (same algorithm,
+Runs MMEngine's Runner with configs/pretrain/cmae_vit-tiny-p16_1xb8-800iter_demo.py (same algorithm,
 views and masking as the ViT-B recipe, tiny sizes), then writes into the work dir:
 
 - ``iter_<N>.pth``: the checkpoint (online encoder ``backbone.*``, target encoder
@@ -24,7 +24,7 @@ import numpy as np
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(REPO_ROOT, 'configs', 'pretrain',
-                          'cmae_vit-tiny_demo.py')
+                          'cmae_vit-tiny-p16_1xb8-800iter_demo.py')
 
 
 def parse_args() -> argparse.Namespace:

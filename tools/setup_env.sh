@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One idempotent set-up of cmae_mm's environment (SPEC §4):
+# One idempotent set-up of cmae_mm's environment (docs/software_stack.md):
 #   1. a git-ignored virtual environment in <repo>/.venv (override: CMAE_MM_VENV);
 #   2. torch + torchvision, pinned together;
 #   3. mmcv 2.1.0 with compiled ops, built once from its PyPI source distribution with the
@@ -70,7 +70,7 @@ else
     SRC=$(mktemp -d)
     "$VPY" -m pip download -q --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$SRC"
     tar -xzf "$SRC"/mmcv-"$MMCV_VERSION".tar.gz -C "$SRC"
-    # torch 2.14's headers refuse C++ standards older than C++20 (SPEC §4).
+    # torch 2.14's headers refuse C++ standards older than C++20 (docs/software_stack.md).
     sed -i 's/-std=c++17/-std=c++20/g' "$SRC/mmcv-$MMCV_VERSION/setup.py"
     grep -q -- '-std=c++20' "$SRC/mmcv-$MMCV_VERSION/setup.py" \
       || { log "ERROR: could not raise mmcv's C++ standard to C++20"; exit 1; }

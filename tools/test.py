@@ -16,7 +16,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import cmae_mm  # noqa: F401  (registers every module)
-from cmae_mm.utils.launch import prepare_launch
+from cmae_mm.engine.launch import prepare_launch
 
 
 def parse_args() -> argparse.Namespace:

@@ -4,7 +4,7 @@
         [--auto-scale-lr] [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
 
 cmae_mm is imported whatever the config says, so its modules are always registered.
-The same config runs on GPUs (NCCL) and on CPUs (gloo); see cmae_mm/utils/launch.py.
+The same config runs on GPUs (NCCL) and on CPUs (gloo); see cmae_mm/engine/launch.py.
 """
 import argparse
 import os
@@ -15,7 +15,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import cmae_mm  # noqa: F401  (registers every module)
-from cmae_mm.utils.launch import prepare_launch
+from cmae_mm.engine.launch import prepare_launch
 
 
 def parse_args() -> argparse.Namespace:

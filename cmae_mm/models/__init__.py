@@ -1,2 +1,2 @@
-"""MMPretrain modules: algorithms, backbones, necks, heads and losses."""
-from . import algorithms, backbones, heads, losses, necks  # noqa: F401
+"""Pretraining models (MMPretrain registries): the algorithms and their parts."""
+from . import algorithms, backbones, losses, necks, utils  # noqa: F401

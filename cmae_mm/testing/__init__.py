@@ -1,7 +1,13 @@
-"""Helpers that build small datasets in the real on-disk formats from real photographs."""
+"""Testing utilities: small datasets in the real on-disk formats (ImageNet folder,
+ADE20K tree, COCO json) built from the photographs inside scikit-image, and the one
+subprocess runner of the tests."""
+from .ade20k import build_tiny_ade20k
+from .coco import build_tiny_coco
+from .imagenet import build_tiny_imagenet
 from .photos import PHOTO_FILES, load_photos, write_photo_folder
+from .process import run_subprocess
 
-__all__ = ['PHOTO_FILES', 'load_photos', 'write_photo_folder']
-from .coco import build_tiny_coco  # noqa: F401,E402  (tiny COCO instances dataset)
-from .imagenet import build_tiny_imagenet  # noqa: F401,E402  (tiny ImageNet folder)
-from .ade20k import build_tiny_ade20k  # noqa: F401,E402  (tiny ADE20K tree)
+__all__ = [
+    'PHOTO_FILES', 'load_photos', 'write_photo_folder', 'build_tiny_ade20k',
+    'build_tiny_coco', 'build_tiny_imagenet', 'run_subprocess'
+]

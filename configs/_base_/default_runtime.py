@@ -1,5 +1,7 @@
-# Runtime shared by the cmae_mm pretraining configs: MMPretrain's default runtime,
-# owned here because inheriting `mmpretrain::` bases breaks collate_fn (SPEC §4).
+# MMPretrain runtime of every cmae_mm pretraining and classification config: MMPretrain
+# 1.2.0's configs/_base_/default_runtime.py, owned here rather than inherited with
+# `_base_ = 'mmpretrain::...'`, which injects `_scope_` into collate_fn and breaks
+# default_collate (docs/software_stack.md).
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['cmae_mm'], allow_failed_imports=False)
 
@@ -26,5 +28,5 @@ visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
 log_level = 'INFO'
 load_from = None
 resume = False
-# released recipes: fixed seed, a different seed per rank (SPEC §1)
+# fixed seed, a different seed per rank (the released recipes)
 randomness = dict(seed=0, diff_rank_seed=True)

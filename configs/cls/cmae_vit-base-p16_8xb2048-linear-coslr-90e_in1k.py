@@ -1,16 +1,16 @@
-# Linear probing of a CMAE ViT-B/16 encoder, MAE protocol (SPEC §1: none released for
+# Linear probing of a CMAE ViT-B/16 encoder, MAE protocol (docs/recipes.md: none released for
 # CMAE; frozen encoder, cls token + BatchNorm without affine + linear head, LARS lr 6.4
 # at batch 16384, 90 epochs). Warmup 10 epochs and head init std 0.01 are MAE's
 # linprobe settings (as MMPretrain's vit-base-p16_8xb2048-linear-coslr-90e_in1k.py).
 #
 # The ONE argument: --cfg-options model.backbone.init_cfg.checkpoint=PATH
 # (`model.backbone.init_cfg.encoder`: 'online' default, or 'target').
-_base_ = ['../_base_/cls_runtime.py', '../_base_/cls_imagenet_linear.py']
+_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/imagenet_linear.py']
 
 pretrained = None  # path to a cmae_mm pretraining checkpoint
 encoder = 'online'
 
-batch_size = 16384  # SPEC §1 (8 GPUs x 2048)
+batch_size = 16384  # docs/recipes.md (8 GPUs x 2048)
 num_layers = 12
 
 model = dict(

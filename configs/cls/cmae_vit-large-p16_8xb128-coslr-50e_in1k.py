@@ -1,7 +1,7 @@
-# CMAE ViT-L/16 fine-tuning. EXTRAPOLATED: SPEC gives no ViT-L fine-tuning recipe for
+# CMAE ViT-L/16 fine-tuning. EXTRAPOLATED: no ViT-L fine-tuning recipe was released for
 # CMAE; these are the MAE paper's ViT-L fine-tuning settings (base lr 1e-3, layer decay
 # 0.75, drop path 0.2, 50 epochs, 5 warmup), everything else as the ViT-B recipe
-# (SPEC §1). Checkpoint argument:
+# (docs/recipes.md). Checkpoint argument:
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
 _base_ = ['./cmae_vit-base-p16_8xb128-coslr-100e_in1k.py']
 

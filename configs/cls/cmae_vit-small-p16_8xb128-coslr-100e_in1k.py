@@ -1,5 +1,5 @@
-# CMAE ViT-S/16 fine-tuning. EXTRAPOLATED: neither CMAE release nor SPEC gives a ViT-S
-# recipe; this is the ViT-B recipe (SPEC §1, base lr 5e-4, layer decay 0.65) with the
+# CMAE ViT-S/16 fine-tuning. EXTRAPOLATED: the CMAE release gives no ViT-S
+# recipe; this is the ViT-B recipe (docs/recipes.md, base lr 5e-4, layer decay 0.65) with the
 # ViT-S architecture (384-d, 12 layers, 6 heads). Checkpoint argument:
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
 _base_ = ['./cmae_vit-base-p16_8xb128-coslr-100e_in1k.py']

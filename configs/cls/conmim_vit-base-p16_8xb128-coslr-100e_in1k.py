@@ -1,19 +1,19 @@
-# ConMIM ViT-B/16 ImageNet-1K fine-tuning, ConMIM recipe (SPEC §2): batch 1024, lr 4e-3
+# ConMIM ViT-B/16 ImageNet-1K fine-tuning, ConMIM recipe (docs/recipes.md): batch 1024, lr 4e-3
 # (at batch 1024, BEiT-style code: no further scaling), 20 warmup epochs, 100 epochs,
 # layer decay 0.65, drop path 0.1, Mixup 0.8 / CutMix 1.0, RandAugment m9, reprob
 # 0.25, label smoothing 0.1, mean pooling. AdamW betas/wd and the cosine floor (1e-6)
-# follow the BEiT fine-tuning code ConMIM builds on (EXTRAPOLATED, not in SPEC).
+# follow the BEiT fine-tuning code ConMIM builds on (EXTRAPOLATED, not in the ConMIM release).
 #
 # The ONE argument: --cfg-options model.backbone.init_cfg.checkpoint=PATH (a cmae_mm
 # ConMIM pretraining checkpoint). The official example fine-tunes the MOMENTUM model,
 # so `encoder` defaults to 'target' here; set model.backbone.init_cfg.encoder=online
 # for the online encoder.
-_base_ = ['../_base_/cls_runtime.py', '../_base_/cls_imagenet_finetune.py']
+_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/imagenet_finetune.py']
 
 pretrained = None  # path to a cmae_mm ConMIM pretraining checkpoint
-encoder = 'target'  # SPEC §2: the official example fine-tunes the momentum model
+encoder = 'target'  # docs/recipes.md: the official example fine-tunes the momentum model
 
-lr = 4e-3  # SPEC §2, at batch 1024
+lr = 4e-3  # docs/recipes.md, at batch 1024
 batch_size = 1024
 
 model = dict(
@@ -24,8 +24,8 @@ model = dict(
                   feedforward_channels=3072),
         img_size=224,
         patch_size=16,
-        drop_path_rate=0.1,  # SPEC §2
-        out_type='avg_featmap',  # SPEC §2: mean pooling (+ new LayerNorm ln2)
+        drop_path_rate=0.1,  # docs/recipes.md
+        out_type='avg_featmap',  # docs/recipes.md: mean pooling (+ new LayerNorm ln2)
         final_norm=False,
         use_abs_pos_emb=False,
         # The pretraining's shared relative position table is copied into every
@@ -57,7 +57,7 @@ optim_wrapper = dict(
                    betas=(0.9, 0.999)),
     constructor='LearningRateDecayOptimWrapperConstructor',
     paramwise_cfg=dict(
-        layer_decay_rate=0.65,  # SPEC §2
+        layer_decay_rate=0.65,  # docs/recipes.md
         custom_keys={
             '.ln': dict(decay_mult=0.0),
             '.bias': dict(decay_mult=0.0),
@@ -67,8 +67,8 @@ optim_wrapper = dict(
         }),
 )
 
-max_epochs = 100  # SPEC §2
-warmup_epochs = 20  # SPEC §2
+max_epochs = 100  # docs/recipes.md
+warmup_epochs = 20  # docs/recipes.md
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0,
          end=warmup_epochs, convert_to_iter_based=True),

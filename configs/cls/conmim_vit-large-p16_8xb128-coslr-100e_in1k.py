@@ -1,6 +1,6 @@
-# ConMIM ViT-L/16 fine-tuning. EXTRAPOLATED: SPEC §2 gives no ViT-L fine-tuning
+# ConMIM ViT-L/16 fine-tuning. EXTRAPOLATED: the ConMIM release gives no ViT-L fine-tuning
 # hyper-parameters; ViT-B recipe with the ViT-L architecture, layer scale init 1e-5
-# (SPEC §2; overwritten by the loaded gamma), layer decay 0.75 and drop path 0.2
+# (docs/recipes.md; overwritten by the loaded gamma), layer decay 0.75 and drop path 0.2
 # (BEiT-L fine-tuning settings).
 # Checkpoint argument: --cfg-options model.backbone.init_cfg.checkpoint=PATH
 _base_ = ['./conmim_vit-base-p16_8xb128-coslr-100e_in1k.py']

@@ -1,5 +1,5 @@
 # ConMIM ViT-S/16 fine-tuning. EXTRAPOLATED: the release has no ViT-S fine-tuning
-# model (SPEC §2); this is the ViT-B recipe with the ViT-S architecture.
+# model (docs/recipes.md); this is the ViT-B recipe with the ViT-S architecture.
 # Checkpoint argument: --cfg-options model.backbone.init_cfg.checkpoint=PATH
 _base_ = ['./conmim_vit-base-p16_8xb128-coslr-100e_in1k.py']
 

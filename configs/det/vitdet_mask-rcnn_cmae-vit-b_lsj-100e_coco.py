@@ -1,6 +1,7 @@
 # Mask R-CNN + ViTDet ViT-B initialised from the CMAE online encoder, COCO 2017,
-# large-scale jitter at 1024, 100 epochs (SPEC §3). Reference (reported, MAE ViT-B, not
-# CMAE): MMDetection's ViTDet Mask R-CNN, 100 epochs: box AP 51.6 / mask AP 45.7 (SPEC).
+# large-scale jitter at 1024, 100 epochs (docs/recipes.md). Reference (reported, MAE ViT-B, not
+# CMAE): MMDetection's ViTDet Mask R-CNN, 100 epochs: box AP 51.6 / mask AP 45.7 (MMDetection
+# projects/ViTDet README).
 #   bash tools/dist_train.sh \
 #       configs/det/vitdet_mask-rcnn_cmae-vit-b_lsj-100e_coco.py 8 --amp --cfg-options \
 #       model.backbone.init_cfg.checkpoint=work_dirs/cmae_vit-b/epoch_1600.pth
@@ -12,7 +13,7 @@ _base_ = [
 
 # Overridable: the pretraining checkpoint (cmae_mm format: `backbone.*` online encoder,
 # `target_encoder.module.0.*` momentum encoder) and the COCO folder.
-pretrained = 'work_dirs/cmae_vit-b/epoch_1600.pth'
+pretrained = None  # path to a cmae_mm pretraining checkpoint (see above)
 data_root = 'data/coco/'
 
 model = dict(
@@ -25,7 +26,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 
-# AdamW lr 1e-4, wd 0.1, layer decay 0.7 (SPEC §3): block i of L=12 gets
+# AdamW lr 1e-4, wd 0.1, layer decay 0.7 (docs/recipes.md): block i of L=12 gets
 # lr * 0.7 ** (12 - i); embeddings 0.7 ** 13; pyramid and heads the full lr. No weight
 # decay on 1-d tensors (norms, biases) and pos_embed, as MMDetection's ViTDet project.
 # Mixed precision as ViTDet: add --amp to tools/train.py / dist_train.sh (GPU).
@@ -38,7 +39,7 @@ optim_wrapper = dict(
         flat_decay_mult=0.0,
         custom_keys={'pos_embed': dict(decay_mult=0.0)}))
 
-# 100 epochs = 184375 iterations x 64 images / 118k images (SPEC §3); 250 warmup
+# 100 epochs = 184375 iterations x 64 images / 118k images (docs/recipes.md); 250 warmup
 # iterations from 0.001 x lr, lr x 0.1 at epochs 88 and 96 (MMDetection's ViTDet project).
 max_iters = 184375
 interval = 5000

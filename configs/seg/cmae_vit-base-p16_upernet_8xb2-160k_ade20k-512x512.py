@@ -1,20 +1,23 @@
 # UperNet + CMAE ViT-B/16 on ADE20K, 512x512, 160k iterations: MMSegmentation's MAE
-# recipe (configs/mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py, SPEC §3):
+# recipe (configs/mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py, docs/recipes.md):
 # features of blocks 4/6/8/12, Feature2Pyramid (x4, x2, x1, x0.5), UPerHead 768 ch +
 # FCN auxiliary head (weight 0.4), AdamW lr 1e-4 wd 0.05, layer decay 0.65 (applied by
 # BackboneLayerDecayOptimWrapperConstructor: MMSegmentation's own constructor refuses
-# non-MAE/BEiT class names, SPEC §4), 1500 warmup iterations then poly, sliding-window
+# non-MAE/BEiT class names, docs/software_stack.md), 1500 warmup iterations then poly, sliding-window
 # test (stride 341). Mixed precision as the recipe: add --amp.
 #
 # The ONE argument: --cfg-options model.backbone.init_cfg.checkpoint=PATH (a cmae_mm
 # pretraining checkpoint); model.backbone.init_cfg.encoder = 'online' | 'target'.
 # The 224-px position embedding is resized (bicubic) to the 32x32 grid on loading.
-_base_ = ['../_base_/seg_runtime.py', '../_base_/seg_ade20k.py']
+_base_ = [
+    '../_base_/seg/default_runtime.py', '../_base_/seg/schedule_160k.py',
+    '../_base_/seg/ade20k.py'
+]
 
 pretrained = None  # path to a cmae_mm pretraining checkpoint
 encoder = 'online'  # 'online' (backbone.*) or 'target' (target_encoder.module.0.*)
 
-crop_size = (512, 512)  # SPEC §3
+crop_size = (512, 512)  # docs/recipes.md
 embed_dims = 768
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 data_preprocessor = dict(
@@ -35,7 +38,7 @@ model = dict(
         img_size=crop_size,
         patch_size=16,
         drop_path_rate=0.1,
-        out_indices=[3, 5, 7, 11],  # blocks 4, 6, 8, 12 (SPEC §3)
+        out_indices=[3, 5, 7, 11],  # blocks 4, 6, 8, 12 (docs/recipes.md)
         out_type='featmap',
         final_norm=False,
         init_cfg=dict(type='PretrainedEncoder', checkpoint=pretrained,
@@ -47,7 +50,7 @@ model = dict(
         in_channels=[embed_dims] * 4,
         in_index=[0, 1, 2, 3],
         pool_scales=(1, 2, 3, 6),
-        channels=768,  # SPEC §3
+        channels=768,  # docs/recipes.md
         dropout_ratio=0.1,
         num_classes=150,
         norm_cfg=norm_cfg,
@@ -66,11 +69,11 @@ model = dict(
         norm_cfg=norm_cfg,
         align_corners=False,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                         loss_weight=0.4)),  # SPEC §3
+                         loss_weight=0.4)),  # docs/recipes.md
     train_cfg=dict(),
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
 
-# SPEC §3: AdamW lr 1e-4, wd 0.05, layer decay 0.65. No weight decay on 1-D tensors
+# docs/recipes.md: AdamW lr 1e-4, wd 0.05, layer decay 0.65. No weight decay on 1-D tensors
 # (norms, biases), pos_embed and cls_token, as MMSegmentation's MAE constructor.
 optim_wrapper = dict(
     type='OptimWrapper',  # --amp turns it into AmpOptimWrapper (dynamic loss scale)
@@ -84,7 +87,7 @@ optim_wrapper = dict(
             '.cls_token': dict(decay_mult=0.0),
         }))
 
-warmup_iters = 1500  # SPEC §3
+warmup_iters = 1500  # docs/recipes.md
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
          end=warmup_iters),

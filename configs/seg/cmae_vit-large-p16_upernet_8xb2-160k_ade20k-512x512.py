@@ -1,4 +1,4 @@
-# UperNet + CMAE ViT-L/16 on ADE20K. EXTRAPOLATED: the MAE recipe (SPEC §3) with the
+# UperNet + CMAE ViT-L/16 on ADE20K. EXTRAPOLATED: the MAE recipe (docs/recipes.md) with the
 # ViT-L encoder; blocks 8/12/16/24 (out_indices 7, 11, 15, 23), head width 1024,
 # drop path 0.2, lr 2e-5, layer decay 0.95 and 3000 warmup iterations are
 # MMSegmentation's BEiT-L UperNet settings (0.65 ** 25 would all but freeze the stem).

@@ -1,4 +1,4 @@
-# UperNet + CMAE ViT-S/16 on ADE20K. EXTRAPOLATED: the MAE recipe (SPEC §3) with the
+# UperNet + CMAE ViT-S/16 on ADE20K. EXTRAPOLATED: the MAE recipe (docs/recipes.md) with the
 # ViT-S encoder (384-d, 12 layers, 6 heads) and MMSegmentation's DeiT-S UperNet head
 # width (512 channels, configs/vit/vit_deit-s16_upernet_8xb2-160k_ade20k-512x512.py).
 # Checkpoint argument: --cfg-options model.backbone.init_cfg.checkpoint=PATH

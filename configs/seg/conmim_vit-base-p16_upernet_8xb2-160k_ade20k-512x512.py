@@ -1,6 +1,6 @@
 # UperNet + ConMIM ViT-B/16 (BEiT-style encoder) on ADE20K: the MAE/BEiT recipe of
-# SPEC §3 with the ConMIM encoder. EXTRAPOLATED: SPEC gives no ConMIM segmentation
-# numbers or settings. The pretraining's shared relative position table is copied into
+# docs/recipes.md with the ConMIM encoder. EXTRAPOLATED: no ConMIM segmentation
+# numbers or settings were released. The pretraining's shared relative position table is copied into
 # every block and resized from the 14x14 to the 32x32 window on loading (BEiT's
 # documented fine-tuning initialisation); per-block index buffers are recomputed.
 # Checkpoint argument: --cfg-options model.backbone.init_cfg.checkpoint=PATH;

@@ -9,16 +9,16 @@ Reads a full CMAE pretraining checkpoint (online ``backbone.*`` and momentum
 MMPretrain's ViT keys; they are written as ``backbone.*`` / ``target_encoder.module.0.*``.
 
 Colour order: the released pipeline's ``Normalize`` swapped the image to BGR before
-subtracting the RGB means (SPEC §1). By default the patch embedding is re-expressed
+subtracting the RGB means (docs/checkpoints.md). By default the patch embedding is re-expressed
 exactly for RGB input normalised with the RGB statistics, as cmae_mm feeds it
-(``cmae_mm.utils.model_converters.fix_bgr_patch_embed``); ``--no-bgr-fix`` keeps the
+(``cmae_mm.converters.encoders.fix_bgr_patch_embed``); ``--no-bgr-fix`` keeps the
 released weights untouched. The input is read weights-only; a missing encoder key
 fails; projectors, decoders and heads are dropped and listed.
 """
 import argparse
 
-from cmae_mm.utils.checkpoint import load_checkpoint_weights_only
-from cmae_mm.utils.model_converters import (check_encoder, convert_cmae_official,
+from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
+from cmae_mm.converters.encoders import (check_encoder, convert_cmae_official,
                                             save_encoders)
 
 

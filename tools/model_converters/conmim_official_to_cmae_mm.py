@@ -13,8 +13,8 @@ the ConMIM configs load by default), the target encoder. Read weights-only.
 """
 import argparse
 
-from cmae_mm.utils.checkpoint import load_checkpoint_weights_only
-from cmae_mm.utils.model_converters import (check_encoder, convert_beit_official,
+from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
+from cmae_mm.converters.encoders import (check_encoder, convert_beit_official,
                                             save_encoders)
 
 

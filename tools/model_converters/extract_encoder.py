@@ -13,8 +13,8 @@ unexpected ones are reported. The input is read weights-only.
 """
 import argparse
 
-from cmae_mm.utils.checkpoint import extract_encoder, load_checkpoint_weights_only
-from cmae_mm.utils.model_converters import check_encoder, save_encoders
+from cmae_mm.transfer.weight_loading import extract_encoder, load_checkpoint_weights_only
+from cmae_mm.converters.encoders import check_encoder, save_encoders
 
 
 def main() -> None:
@@ -27,7 +27,8 @@ def main() -> None:
     args = parser.parse_args()
 
     encoder = extract_encoder(load_checkpoint_weights_only(args.src), args.encoder)
-    # The target encoder of CMAE has no final LayerNorm (SPEC §1).
+    # The target encoder of CMAE has no final LayerNorm (released cmae_vit-base configs:
+    # final_norm=False).
     allowed = [r'^ln1\.'] if args.encoder == 'target' else []
     check_encoder(encoder, allowed, name=f'{args.encoder} encoder of {args.src}')
     as_name = args.encoder if args.keep_prefix else 'online'

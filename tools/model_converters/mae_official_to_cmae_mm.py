@@ -9,8 +9,8 @@ and writes it as the online encoder (``backbone.*``). The input is read weights-
 """
 import argparse
 
-from cmae_mm.utils.checkpoint import load_checkpoint_weights_only
-from cmae_mm.utils.model_converters import (check_encoder, convert_mae_official,
+from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
+from cmae_mm.converters.encoders import (check_encoder, convert_mae_official,
                                             save_encoders)
 
 

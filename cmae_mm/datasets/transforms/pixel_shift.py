@@ -6,34 +6,6 @@ from mmcv.transforms import BaseTransform, Compose
 from mmcv.transforms.utils import cache_randomness
 from mmpretrain.registry import TRANSFORMS
 
-# Target-view colour augmentation of the released CMAE code (SPEC §1). Images are
-# BGR here (mmcv loads BGR; SelfSupDataPreprocessor(to_rgb=True) swaps later), so
-# the grayscale weights are given in BGR order: 0.114 B + 0.587 G + 0.2989 R.
-CMAE_TARGET_TRANSFORMS = [
-    dict(
-        type='RandomApply',
-        transforms=[
-            dict(
-                type='ColorJitter',
-                brightness=0.4,
-                contrast=0.4,
-                saturation=0.4,
-                hue=0.1)
-        ],
-        prob=0.8),
-    dict(
-        type='RandomGrayscale',
-        prob=0.2,
-        keep_channels=True,
-        channel_weights=(0.114, 0.587, 0.2989)),
-    dict(
-        type='GaussianBlur',
-        magnitude_range=(0.1, 2.0),
-        magnitude_std='inf',
-        prob=0.5),
-]
-
-
 @TRANSFORMS.register_module()
 class PixelShift(BaseTransform):
     """Online and target views of CMAE by pixel shifting (arXiv 2207.13532).
@@ -44,8 +16,9 @@ class PixelShift(BaseTransform):
 
     - online view: the crop at offset (0, 0), no colour augmentation;
     - target view: the crop at offset (dy, dx), each drawn uniformly from
-      ``0..max_shift`` inclusive, then ``target_transforms`` (colour jitter,
-      grayscale, blur: MMPretrain / MMCV transforms).
+      ``0..max_shift`` inclusive, then ``target_transforms`` (MMPretrain / MMCV
+      transforms; CMAE's colour jitter, grayscale and blur are written in the
+      recipe's dataset config, ``configs/_base_/datasets/imagenet_cmae.py``).
 
     **Required keys:** ``img`` (H, W, C) with H, W >= view_size + max_shift.
 
@@ -58,8 +31,7 @@ class PixelShift(BaseTransform):
         view_size (int): Side of both views. Defaults to 224.
         max_shift (int): Largest shift per axis, inclusive. Defaults to 31.
         target_transforms (Sequence[dict], optional): Transforms applied to the
-            target view only. None: CMAE's (``CMAE_TARGET_TRANSFORMS``); ``[]``:
-            none.
+            target view only. None or ``[]``: none (the shifted crop as it is).
     """
 
     def __init__(self,
@@ -71,14 +43,12 @@ class PixelShift(BaseTransform):
                              f'got view_size={view_size}, max_shift={max_shift}.')
         self.view_size = view_size
         self.max_shift = max_shift
-        if target_transforms is None:
-            target_transforms = CMAE_TARGET_TRANSFORMS
         # build in MMPretrain's scope, so nested wrappers (RandomApply) find
         # MMPretrain's transforms also outside a Runner
         with TRANSFORMS.switch_scope_and_registry('mmpretrain') as registry:
             self.target_pipeline = Compose([
                 registry.build(t) if isinstance(t, dict) else t
-                for t in target_transforms
+                for t in (target_transforms or [])
             ])
 
     @cache_randomness

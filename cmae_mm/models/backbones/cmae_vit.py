@@ -44,9 +44,6 @@ class CMAEViT(MAEViT):
                 f'{h}x{w} (img_size / patch_size); choose a divisor of both, '
                 f'e.g. 1 for per-patch masking.')
         self.mask_unit_size = mask_unit_size
-        # Generator for the mask noise, set per call by the algorithm (see
-        # ``CMAE``): None draws from the global RNG as MAE does.
-        self._mask_generator: Optional[torch.Generator] = None
 
     @property
     def num_units(self) -> int:
@@ -64,12 +61,15 @@ class CMAEViT(MAEViT):
         self,
         x: torch.Tensor,
         mask_ratio: float = 0.65,
+        generator: Optional[torch.Generator] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Drop a random subset of patch units.
 
         Args:
             x (torch.Tensor): Patch tokens (B, L, C), L = h * w in raster order.
             mask_ratio (float): Fraction of units to mask.
+            generator (torch.Generator, optional): CPU generator of the mask
+                noise; None draws from the global RNG on ``x``'s device, as MAE.
 
         Returns:
             Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -89,8 +89,8 @@ class CMAEViT(MAEViT):
         len_keep = int(hu * wu * (1 - mask_ratio)) * u * u
 
         # one noise value per unit, expanded to its u x u patches
-        noise = torch.rand(N, hu * wu, generator=self._mask_generator,
-                           device=None if self._mask_generator is not None
+        noise = torch.rand(N, hu * wu, generator=generator,
+                           device=None if generator is not None
                            else x.device).to(x.device)
         noise = noise.view(N, hu, 1, wu, 1).expand(N, hu, u, wu, u)
         noise = noise.reshape(N, L)
@@ -123,11 +123,17 @@ class CMAEViT(MAEViT):
         """
         if mask is None or mask is False:
             return VisionTransformer.forward(self, x)
-        self._mask_generator = generator
-        try:
-            return super().forward(x, mask=True)
-        finally:
-            self._mask_generator = None
+        # MAEViT.forward with the generator handed to random_masking
+        B = x.shape[0]
+        x = self.patch_embed(x)[0]
+        x = x + self.pos_embed[:, 1:, :]  # position embedding without cls
+        x, mask, ids_restore = self.random_masking(x, self.mask_ratio, generator)
+        cls_token = self.cls_token + self.pos_embed[:, :1, :]
+        x = torch.cat((cls_token.expand(B, -1, -1), x), dim=1)
+        for layer in self.layers:
+            x = layer(x)
+        x = self.norm1(x)
+        return x, mask, ids_restore
 
     def forward_target(self, x: torch.Tensor) -> torch.Tensor:
         """Target-branch representation: whole view, no final norm.

@@ -1,9 +1,10 @@
-# ImageNet-1K train split for CMAE pretraining (SPEC §1 "Views: pixel shifting").
+# ImageNet-1K train split for CMAE pretraining: the pixel-shifting views of the released
+# code (cmae/datasets/cmae_dataset.py; docs/recipes.md).
 # Override the location with
 #   --cfg-options train_dataloader.dataset.data_root=/path/to/imagenet
 # Layout: data_root/train/<class>/<img> (folder) or data_root/meta/train.txt (list:
 # "<path relative to data_root/train> <label>" per line; the labels are not used).
-# Own images without labels: replace the dataset dict (see .notes/README_cmae.md),
+# Own images without labels: replace the dataset dict (see docs/recipes.md),
 #   train_dataloader = dict(dataset=dict(_delete_=True, type='CustomDataset',
 #       data_root='/my/images', with_label=False, pipeline=train_pipeline))
 dataset_type = 'ImageNet'
@@ -57,7 +58,7 @@ train_pipeline = [
 ]
 
 train_dataloader = dict(
-    batch_size=512,  # per GPU; 8 GPUs x 512 = 4096 (SPEC §1)
+    batch_size=512,  # per GPU; 8 GPUs x 512 = 4096 (docs/recipes.md)
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),

@@ -1,17 +1,17 @@
-# COCO 2017 instance segmentation with large-scale jitter at 1024 (ViTDet, SPEC §3).
+# COCO 2017 instance segmentation with large-scale jitter at 1024 (ViTDet, docs/recipes.md).
 # Pipelines as in MMDetection's projects/ViTDet/configs/lsj-100e_coco-instance.py,
 # except the test-time padding (moved to the data preprocessor, see below).
 # Layout under data_root: train2017/, val2017/, annotations/instances_{train,val}2017.json
 dataset_type = 'CocoDataset'
 data_root = 'data/coco/'
-image_size = (1024, 1024)  # SPEC §3
+image_size = (1024, 1024)  # docs/recipes.md
 backend_args = None
 
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomFlip', prob=0.5),
-    # large-scale jitter: scale 0.1-2.0 of 1024, then a 1024 crop (SPEC §3)
+    # large-scale jitter: scale 0.1-2.0 of 1024, then a 1024 crop (docs/recipes.md)
     dict(
         type='RandomResize',
         scale=image_size,
@@ -40,7 +40,7 @@ test_pipeline = [
 ]
 
 train_dataloader = dict(
-    batch_size=8,  # x 8 GPUs = 64, the ViTDet batch (SPEC §3)
+    batch_size=8,  # x 8 GPUs = 64, the ViTDet batch (docs/recipes.md)
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),

@@ -1,5 +1,5 @@
-# Mask R-CNN with ViTDet's plain ViT-B backbone and simple feature pyramid (SPEC §3).
-# Owned here (no `mmdet::` inheritance, SPEC §4); the Mask R-CNN parts are MMDetection
+# Mask R-CNN with ViTDet's plain ViT-B backbone and simple feature pyramid (docs/recipes.md).
+# Owned here (no `mmdet::` inheritance, docs/software_stack.md); the Mask R-CNN parts are MMDetection
 # 3.3.0's and their settings are its configs/_base_/models/mask-rcnn_r50_fpn.py, except
 # where ViTDet differs (marked "ViTDet"): backbone, neck, 2-conv RPN, 4conv1fc box head
 # and mask head with LN2d, 1024x1024 batch padding.
@@ -14,7 +14,7 @@ model = dict(
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
         pad_mask=True,
-        # ViTDet's fixed 1024x1024 input (SPEC §3): test images (resized to fit 1024)
+        # ViTDet's fixed 1024x1024 input (docs/recipes.md): test images (resized to fit 1024)
         # are padded here to the 1024 square, as detectron2's ViTDet `square_pad`;
         # a pipeline `Pad` would also set img_shape to 1024x1024 and let predicted
         # boxes reach into the padding (MMDetection's ViTDet project does that).
@@ -25,18 +25,18 @@ model = dict(
         ]),
     backbone=dict(
         type='ViTDet',  # cmae_mm.det.vitdet (MMPretrain ViTSAM, SAM neck off)
-        # ViT-B (SPEC §3); window attention in all blocks but 2, 5, 8, 11
+        # ViT-B (docs/recipes.md); window attention in all blocks but 2, 5, 8, 11
         arch=dict(
             embed_dims=768,
             num_layers=12,
             num_heads=12,
             feedforward_channels=3072,
             global_attn_indexes=[2, 5, 8, 11]),
-        img_size=1024,  # ViTDet input 1024x1024 (SPEC §3)
+        img_size=1024,  # ViTDet input 1024x1024 (docs/recipes.md)
         patch_size=16,
-        drop_path_rate=0.1,  # SPEC §3
-        window_size=14,  # SPEC §3
-        use_rel_pos=True,  # decomposed relative position, SPEC §3
+        drop_path_rate=0.1,  # docs/recipes.md
+        window_size=14,  # docs/recipes.md
+        use_rel_pos=True,  # decomposed relative position, docs/recipes.md
         qkv_bias=True,
         norm_cfg=backbone_norm_cfg,
         # The CMAE online encoder; `checkpoint` is set by the top-level config.
@@ -52,7 +52,7 @@ model = dict(
         type='RPNHead',
         in_channels=256,
         feat_channels=256,
-        num_convs=2,  # ViTDet: RPN with 2 convs (SPEC §3)
+        num_convs=2,  # ViTDet: RPN with 2 convs (docs/recipes.md)
         anchor_generator=dict(
             type='AnchorGenerator',
             scales=[8],
@@ -73,7 +73,7 @@ model = dict(
             out_channels=256,
             featmap_strides=[4, 8, 16, 32]),
         bbox_head=dict(
-            type='Shared4Conv1FCBBoxHead',  # ViTDet: 4conv1fc box head (SPEC §3)
+            type='Shared4Conv1FCBBoxHead',  # ViTDet: 4conv1fc box head (docs/recipes.md)
             conv_out_channels=256,
             norm_cfg=norm_cfg,
             in_channels=256,

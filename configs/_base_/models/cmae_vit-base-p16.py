@@ -1,4 +1,6 @@
-# CMAE with a ViT-B/16 online encoder (SPEC §1; released code unless said otherwise).
+# CMAE with a ViT-B/16 online encoder: the released code (github.com/ZhichengHuang/CMAE,
+# configs/pre-training/cmae/cmae_vit-base-p16_32xb128-coslr-1600e_in1k.py,
+# cmae/models/) unless said otherwise; docs/recipes.md.
 temperature = 0.07  # tau of the InfoNCE loss
 model = dict(
     type='CMAE',

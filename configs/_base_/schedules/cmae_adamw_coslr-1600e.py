@@ -1,4 +1,4 @@
-# CMAE pretraining schedule (SPEC §1, released ViT-B configs): AdamW, lr 1.5e-4 x
+# CMAE pretraining schedule (released ViT-B configs, configs/pre-training/cmae/): AdamW, lr 1.5e-4 x
 # batch / 256 at global batch 4096, betas (0.9, 0.95), wd 0.05 (none on norms,
 # biases, pos_embed, mask_token, cls_token), mixed precision, 40 warm-up epochs
 # (linear from 1e-4 x lr), then cosine to the end; 1600 epochs.

@@ -1,0 +1,4 @@
+"""Hooks, registered in MMEngine's root ``HOOKS`` registry (found from any scope)."""
+from .fp16_compression_hook import Fp16CompressionHook
+
+__all__ = ['Fp16CompressionHook']

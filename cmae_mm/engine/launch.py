@@ -1,0 +1,117 @@
+"""Make one config run on GPUs (NCCL) and on CPUs (gloo) without editing it.
+
+MMEngine 0.10.7 assumes CUDA in distributed runs: ``init_dist`` calls
+``torch.cuda.set_device`` and the default DDP wrapper passes ``device_ids=[LOCAL_RANK]``.
+On a machine without a GPU, ``prepare_launch`` initialises the process group with gloo
+itself (MMEngine then skips its own ``init_dist``) and wraps the model in
+:class:`CPUDistributedDataParallel`. With a GPU nothing is changed.
+"""
+import os
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config
+from mmengine.logging import print_log
+from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
+from mmengine.registry import MODEL_WRAPPERS
+
+
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """``MMDistributedDataParallel`` for CPU processes (gloo).
+
+    PyTorch's ``SyncBatchNorm`` runs only on GPUs, so its layers are turned back into
+    ``BatchNorm`` here, which normalises over each process's own batch; this is logged.
+    """
+
+    def __init__(self, module: torch.nn.Module, **kwargs) -> None:
+        has_sync_bn = any(
+            isinstance(m, torch.nn.SyncBatchNorm) for m in module.modules())
+        if has_sync_bn:
+            print_log(
+                'CPU distributed run: SyncBatchNorm layers became BatchNorm '
+                '(per-process statistics); SyncBN needs GPUs.',
+                logger='current', level=30)
+            module = revert_sync_batchnorm(module)
+        kwargs['device_ids'] = None
+        super().__init__(module=module, **kwargs)
+
+
+def _init_cpu_process_group(launcher: str, backend: str) -> None:
+    if launcher == 'slurm':
+        os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
+        os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
+        os.environ.setdefault('LOCAL_RANK', os.environ['SLURM_LOCALID'])
+        os.environ.setdefault('MASTER_PORT', '29500')
+        if 'MASTER_ADDR' not in os.environ:
+            import subprocess
+            nodes = os.environ['SLURM_NODELIST']
+            os.environ['MASTER_ADDR'] = subprocess.getoutput(
+                f'scontrol show hostname {nodes} | head -n1')
+    elif launcher == 'mpi':
+        os.environ.setdefault('RANK', os.environ['OMPI_COMM_WORLD_RANK'])
+        os.environ.setdefault('WORLD_SIZE', os.environ['OMPI_COMM_WORLD_SIZE'])
+        os.environ.setdefault('LOCAL_RANK',
+                              os.environ['OMPI_COMM_WORLD_LOCAL_RANK'])
+    missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+               if k not in os.environ]
+    if missing:
+        raise RuntimeError(
+            f'--launcher {launcher} needs the environment variables {missing}; start '
+            f'the run with tools/dist_train.sh (torchrun) or tools/slurm_train.sh.')
+    torch_dist.init_process_group(
+        backend=backend,
+        rank=int(os.environ['RANK']),
+        world_size=int(os.environ['WORLD_SIZE']))
+
+
+#: default_scope -> (what the config is, the cmae_mm extra that installs it)
+SCOPE_EXTRAS = {
+    'mmseg': ('an MMSegmentation', 'seg'),
+    'mmdet': ('an MMDetection', 'det'),
+}
+
+
+def check_framework(cfg: Config) -> None:
+    """Fail early, naming the extra to install, when the config's framework is missing.
+
+    Without this, MMEngine falls back to its root registry and the first model type
+    fails with "... is not in the mmengine::model registry".
+    """
+    scope = cfg.get('default_scope')
+    if scope not in SCOPE_EXTRAS:
+        return
+    try:
+        __import__(scope)
+    except Exception as e:
+        what, extra = SCOPE_EXTRAS[scope]
+        raise ImportError(
+            f'This is {what} config (default_scope={scope!r}) but {scope} cannot be '
+            f"imported ({type(e).__name__}: {e}). Install the extra: pip install "
+            f"'cmae_mm[{extra}]' (or pip install -e '.[{extra}]' in a clone).") from e
+
+
+def prepare_launch(cfg: Config, launcher: str) -> Config:
+    """Adapt ``cfg`` to the launcher and the hardware; returns ``cfg``.
+
+    Also checks that the config's framework can be imported (:func:`check_framework`).
+    """
+    check_framework(cfg)
+    cfg.launcher = launcher
+    if launcher == 'none' or torch.cuda.is_available():
+        return cfg
+    env_cfg = cfg.setdefault('env_cfg', {})
+    dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    if dist_cfg.get('backend', 'nccl') == 'nccl':
+        dist_cfg['backend'] = 'gloo'
+    if not torch_dist.is_initialized():
+        _init_cpu_process_group(launcher, dist_cfg['backend'])
+    wrapper = cfg.get('model_wrapper_cfg') or {}
+    if wrapper.get('type', 'MMDistributedDataParallel') in (
+            'MMDistributedDataParallel', 'CPUDistributedDataParallel'):
+        wrapper['type'] = 'CPUDistributedDataParallel'
+        wrapper.setdefault('broadcast_buffers', False)
+        wrapper.setdefault('find_unused_parameters',
+                           cfg.get('find_unused_parameters', False))
+        cfg.model_wrapper_cfg = wrapper
+    return cfg

@@ -1,1 +1,0 @@
-# Each module below registers itself on import; keep one import line per file.

@@ -1,0 +1,63 @@
+# ConMIM with a ViT-B/16 encoder (github.com/TencentARC/ConMIM: modeling_pretrain.py,
+# engine_for_pretraining.py, run_conmim_pretraining.py; docs/recipes.md).
+data_preprocessor = dict(
+    type='SelfSupDataPreprocessor',
+    mean=[123.675, 116.28, 103.53],  # released --imagenet_default_mean_and_std
+    std=[58.395, 57.12, 57.375],
+    to_rgb=True)
+
+# released _init_weights: trunc_normal(std 0.02, truncated at +-1 std) for Linear and
+# Conv2d, LayerNorm 1/0; BEiTPretrainViT.init_weights then rescales the block output
+# projections by 1/sqrt(2 * layer_id) (released fix_init_weight).
+trunc_normal_init = dict(type='TruncNormal', std=0.02, a=-0.02, b=0.02)
+model = dict(
+    type='ConMIM',
+    data_preprocessor=data_preprocessor,
+    backbone=dict(
+        type='BEiTPretrainViT',
+        arch=dict(  # ViT-B/16 (released conmim_base_patch16_224)
+            embed_dims=768,
+            num_layers=12,
+            num_heads=12,
+            feedforward_channels=3072),
+        img_size=224,
+        patch_size=16,
+        drop_path_rate=0.0,  # released --drop_path 0
+        final_norm=True,  # released: self.norm before the projector
+        out_type='raw',
+        use_abs_pos_emb=False,  # released: abs_pos_emb False
+        use_rel_pos_bias=False,
+        use_shared_rel_pos_bias=True,  # released: rel_pos_bias True (shared)
+        layer_scale_init_value=0.1,  # released: 0.1 for base, 1e-5 for large
+        init_cfg=[
+            dict(**trunc_normal_init, layer='Linear'),
+            dict(**trunc_normal_init, layer='Conv2d'),
+            dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
+        ]),
+    # released _build_mlp(3, D, 4096, 256): Linear(no bias)-BN-ReLU x2,
+    # Linear(no bias)-BN(affine=False), applied to every token (cls included).
+    # Released code uses per-GPU BatchNorm; set norm_cfg=dict(type='SyncBN') for
+    # statistics over all GPUs.
+    neck=dict(
+        type='TokenNonLinearNeck',
+        in_channels=768,
+        hid_channels=4096,
+        out_channels=256,
+        num_layers=3,
+        with_bias=False,
+        with_last_bn=True,
+        with_last_bn_affine=False,
+        with_last_bias=False,
+        norm_cfg=dict(type='BN1d'),
+        init_cfg=[
+            dict(**trunc_normal_init, layer='Linear'),
+            dict(type='Constant', val=1, layer=['_BatchNorm'])
+        ]),
+    head=dict(
+        type='MIMHead',
+        loss=dict(type='DenoisingContrastiveLoss', temperature=0.1)),  # --temp 0.1
+    # target m: cosine 0.996 -> 1.0 over all iterations (released --t_momentum 0.996);
+    # CosineEMA takes 1 - m
+    base_momentum=0.004,
+    end_momentum=0.0)
+

@@ -1,5 +1,4 @@
 import os.path as osp
-
 from setuptools import find_packages, setup
 
 
@@ -12,8 +11,7 @@ def read_version() -> str:
 
 def read_requirements(name: str) -> list:
     with open(osp.join(osp.dirname(__file__), 'requirements', name)) as f:
-        return [line.strip() for line in f
-                if line.strip() and not line.startswith('#')]
+        return [line.strip() for line in f if line.strip() and not line.startswith('#')]
 
 
 setup(

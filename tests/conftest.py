@@ -57,12 +57,14 @@ def run_tool(run_env):
 @pytest.fixture(scope='session')
 def cmae_pretrain_ckpt(tmp_path_factory, photo_folder, run_tool) -> str:
     """A real tiny CMAE pretraining checkpoint, made once per session: 2 iterations of
-    tools/train.py on configs/pretrain/cmae_vit-tiny-p16_1xb8-800iter_demo.py over the photographs."""
+    tools/train.py on configs/pretrain/cmae_vit-tiny-p16_1xb8-800iter_demo.py over
+    the photographs."""
     work = str(tmp_path_factory.mktemp('cmae_demo_pretrain'))
-    run_tool(['tools/train.py', 'configs/pretrain/cmae_vit-tiny-p16_1xb8-800iter_demo.py',
-              '--work-dir', work, '--cfg-options',
-              f'train_dataloader.dataset.data_root={photo_folder}',
-              'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=2',
-              'train_dataloader.num_workers=0',
-              'train_dataloader.persistent_workers=False'])
+    run_tool([
+        'tools/train.py', 'configs/pretrain/cmae_vit-tiny-p16_1xb8-800iter_demo.py',
+        '--work-dir', work, '--cfg-options',
+        f'train_dataloader.dataset.data_root={photo_folder}', 'train_cfg.max_iters=2',
+        'default_hooks.checkpoint.interval=2', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False'
+    ])
     return osp.join(work, 'iter_2.pth')

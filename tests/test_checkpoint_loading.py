@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from mmengine.model import BaseModule
+from mmengine.registry import init_default_scope
 from torch import nn
 
 import cmae_mm  # noqa: F401
@@ -21,13 +21,16 @@ CONMIM_CFG = 'configs/cls/conmim_vit-base-p16_8xb128-coslr-100e_in1k.py'
 
 def _noisy(state_dict, gen):
     """Perturb every float tensor so that no loaded value equals a fresh init."""
-    return {k: (v + 0.05 * torch.randn(v.shape, generator=gen)
-                if v.is_floating_point() else v.clone())
-            for k, v in state_dict.items()}
+    return {
+        k: (v + 0.05 * torch.randn(v.shape, generator=gen)
+            if v.is_floating_point() else v.clone())
+        for k, v in state_dict.items()
+    }
 
 
 def synthetic_pretrain_checkpoint(path, kind='cmae', img_size=224, seed=0):
-    """A pretraining checkpoint with cmae_mm's keys (docs/checkpoints.md): online encoder
+    """A pretraining checkpoint with cmae_mm's keys (docs/checkpoints.md): online
+    encoder
     ``backbone.*``, target ``target_encoder.module.0.*`` + projector ``.module.1.*``,
     and a decoder; CMAE: MAEViT online / no-final-norm ViT target; ConMIM:
     BEiTPretrainViT (shared relative position table, layer scale) for both."""
@@ -66,8 +69,11 @@ def tiny_cls_model(repo_root, config, ckpt, img_size=64, **init):
     init_default_scope('mmpretrain')
     cfg = Config.fromfile(osp.join(repo_root, config))
     opts = {'model.backbone.arch.' + k: v for k, v in TINY.items()}
-    opts.update({'model.backbone.img_size': img_size, 'model.head.in_channels': 192,
-                 'model.backbone.init_cfg.checkpoint': ckpt})
+    opts.update({
+        'model.backbone.img_size': img_size,
+        'model.head.in_channels': 192,
+        'model.backbone.init_cfg.checkpoint': ckpt
+    })
     opts.update({'model.backbone.init_cfg.' + k: v for k, v in init.items()})
     cfg.merge_from_dict(opts)
     return MODELS.build(cfg.model)
@@ -105,8 +111,8 @@ def test_cls_model_loads_every_encoder_tensor(repo_root, cmae_ckpt, encoder, pre
         else:
             torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
     # online and target differ, so the right one was taken
-    other = encoder_of(sd, 'target_encoder.module.0.' if encoder == 'online'
-                       else 'backbone.')
+    other = encoder_of(
+        sd, 'target_encoder.module.0.' if encoder == 'online' else 'backbone.')
     assert not torch.equal(got['layers.0.attn.qkv.weight'],
                            other['layers.0.attn.qkv.weight'])
     # the head is still freshly initialised (tiny std 2e-5)
@@ -139,19 +145,23 @@ def test_generic_backbone_children_do_not_overwrite(cmae_ckpt, tmp_path):
     (run after non-'Pretrained' initialisers by MMEngine) must not overwrite, and an
     ``adapt_pretrained_state_dict`` hook is honoured."""
     gen = torch.Generator().manual_seed(1)
-    sd = {'backbone.old_proj.weight': torch.randn(4, 3, generator=gen),
-          'backbone.old_proj.bias': torch.randn(4, generator=gen),
-          'backbone.child.fc.weight': torch.randn(2, 4, generator=gen),
-          'backbone.child.fc.bias': torch.randn(2, generator=gen)}
+    sd = {
+        'backbone.old_proj.weight': torch.randn(4, 3, generator=gen),
+        'backbone.old_proj.bias': torch.randn(4, generator=gen),
+        'backbone.child.fc.weight': torch.randn(2, 4, generator=gen),
+        'backbone.child.fc.bias': torch.randn(2, generator=gen)
+    }
     path = str(tmp_path / 'toy.pth')
     torch.save({'state_dict': sd}, path)
 
     class Child(BaseModule):
+
         def __init__(self):
             super().__init__(init_cfg=dict(type='Constant', layer='Linear', val=0.))
             self.fc = nn.Linear(4, 2)
 
     class Toy(BaseModule):
+
         def __init__(self, init_cfg):
             super().__init__(init_cfg)
             self.proj = nn.Linear(3, 4)
@@ -185,17 +195,21 @@ def test_conmim_relative_position_tables(repo_root, conmim_ckpt):
     got = model.backbone.state_dict()
     shared = expected['rel_pos_bias.relative_position_bias_table']
     for i in range(TINY['num_layers']):
-        torch.testing.assert_close(got[f'layers.{i}.attn.relative_position_bias_table'],
-                                   shared, rtol=0, atol=0)
+        torch.testing.assert_close(
+            got[f'layers.{i}.attn.relative_position_bias_table'],
+            shared,
+            rtol=0,
+            atol=0)
     compared = 0
     for key, value in got.items():
         if key in expected:
             torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
             compared += 1
     # every encoder tensor except the shared table/index, mask token and final norm
-    not_used = {'rel_pos_bias.relative_position_bias_table',
-                'rel_pos_bias.relative_position_index', 'mask_token', 'ln1.weight',
-                'ln1.bias'}
+    not_used = {
+        'rel_pos_bias.relative_position_bias_table',
+        'rel_pos_bias.relative_position_index', 'mask_token', 'ln1.weight', 'ln1.bias'
+    }
     assert compared == len(set(expected) - not_used)
     assert 'layers.0.gamma_1' in got and 'layers.0.attn.q_bias' in got
 
@@ -208,9 +222,11 @@ def test_conmim_relative_position_tables(repo_root, conmim_ckpt):
     # offsets 0 and +-1 are nodes of BEiT's geometric grid, so the spline reproduces
     # them exactly; (row, col) = (dy + 6, dx + 6) in the 7x7 grid, + 13 in 27x27
     for dy, dx in [(0, 0), (1, 0), (0, -1), (-1, 1)]:
-        torch.testing.assert_close(table[(dy + 3) * 7 + dx + 3],
-                                   shared[(dy + 13) * 27 + dx + 13],
-                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            table[(dy + 3) * 7 + dx + 3],
+            shared[(dy + 13) * 27 + dx + 13],
+            rtol=1e-4,
+            atol=1e-5)
 
 
 def test_load_pretrained_encoder_returns_what_it_loaded(cmae_ckpt):
@@ -223,9 +239,11 @@ def test_load_pretrained_encoder_returns_what_it_loaded(cmae_ckpt):
         torch.testing.assert_close(value, sd['backbone.' + key], rtol=0, atol=0)
 
 
+@pytest.mark.e2e
 def test_real_conmim_checkpoint_into_cls_and_seg(repo_root, run_env, photo_folder,
                                                  tmp_path):
-    """A real tiny ConMIM pretraining run (configs/pretrain/conmim_vit-tiny-p16_1xb8-20e_demo.py,
+    """A real tiny ConMIM pretraining run
+    (configs/pretrain/conmim_vit-tiny-p16_1xb8-20e_demo.py,
     1 epoch = 2 iterations) loads into the ConMIM classification and segmentation
     configs: their momentum (target) encoders equal the checkpoint's, tensor by tensor,
     relative position tables expanded per block (and resized for segmentation)."""
@@ -233,15 +251,19 @@ def test_real_conmim_checkpoint_into_cls_and_seg(repo_root, run_env, photo_folde
 
     from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
     work = str(tmp_path / 'conmim')
-    run_subprocess(
-        ['tools/train.py', 'configs/pretrain/conmim_vit-tiny-p16_1xb8-20e_demo.py',
-         '--work-dir', work, '--cfg-options',
-         f'train_dataloader.dataset.data_root={photo_folder}', 'train_cfg.max_epochs=1',
-         'param_scheduler.0.end=1', 'param_scheduler.1.begin=1',
-         'param_scheduler.1.end=2', 'default_hooks.checkpoint.interval=1'],
-        run_env, repo_root, timeout=300)
+    run_subprocess([
+        'tools/train.py', 'configs/pretrain/conmim_vit-tiny-p16_1xb8-20e_demo.py',
+        '--work-dir', work, '--cfg-options',
+        f'train_dataloader.dataset.data_root={photo_folder}', 'train_cfg.max_epochs=1',
+        'param_scheduler.0.end=1', 'param_scheduler.1.begin=1',
+        'param_scheduler.1.end=2', 'default_hooks.checkpoint.interval=1'
+    ],
+                   run_env,
+                   repo_root,
+                   timeout=300)
     path = osp.join(work, 'epoch_1.pth')
-    expected = encoder_of(load_checkpoint_weights_only(path), 'target_encoder.module.0.')
+    expected = encoder_of(
+        load_checkpoint_weights_only(path), 'target_encoder.module.0.')
     shared = expected['rel_pos_bias.relative_position_bias_table']
 
     cls_model = tiny_cls_model(repo_root, CONMIM_CFG, path, img_size=224)
@@ -251,19 +273,25 @@ def test_real_conmim_checkpoint_into_cls_and_seg(repo_root, run_env, photo_folde
         if key in expected:
             torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
     for i in range(TINY['num_layers']):
-        torch.testing.assert_close(got[f'layers.{i}.attn.relative_position_bias_table'],
-                                   shared, rtol=0, atol=0)
+        torch.testing.assert_close(
+            got[f'layers.{i}.attn.relative_position_bias_table'],
+            shared,
+            rtol=0,
+            atol=0)
 
     init_default_scope('mmseg')
-    cfg = Config.fromfile(osp.join(
-        repo_root, 'configs/seg/conmim_vit-base-p16_upernet_8xb2-160k_ade20k-512x512.py'))
+    cfg = Config.fromfile(
+        osp.join(repo_root,
+                 'configs/seg/conmim_vit-base-p16_upernet_8xb2-160k_ade20k-512x512.py'))
     opts = {'model.backbone.arch.' + k: v for k, v in TINY.items()}
-    opts.update({'model.backbone.img_size': (64, 64),
-                 'model.backbone.out_indices': [0, 1, 2, 3],
-                 'model.backbone.init_cfg.checkpoint': path,
-                 'model.neck.embed_dim': 192,
-                 'model.decode_head.in_channels': [192] * 4,
-                 'model.auxiliary_head.in_channels': 192})
+    opts.update({
+        'model.backbone.img_size': (64, 64),
+        'model.backbone.out_indices': [0, 1, 2, 3],
+        'model.backbone.init_cfg.checkpoint': path,
+        'model.neck.embed_dim': 192,
+        'model.decode_head.in_channels': [192] * 4,
+        'model.auxiliary_head.in_channels': 192
+    })
     cfg.merge_from_dict(opts)
     seg = SEG_MODELS.build(cfg.model)
     seg.init_weights()
@@ -273,9 +301,12 @@ def test_real_conmim_checkpoint_into_cls_and_seg(repo_root, run_env, photo_folde
         if key in expected:
             torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
             compared += 1
-    assert compared == len(set(expected) - {
-        'rel_pos_bias.relative_position_bias_table',
-        'rel_pos_bias.relative_position_index', 'mask_token', 'ln1.weight', 'ln1.bias'})
+    assert compared == len(
+        set(expected) - {
+            'rel_pos_bias.relative_position_bias_table',
+            'rel_pos_bias.relative_position_index', 'mask_token', 'ln1.weight',
+            'ln1.bias'
+        })
     table = got['layers.0.attn.relative_position_bias_table']
     assert table.shape == ((2 * 4 - 1)**2 + 3, TINY['num_heads'])
     torch.testing.assert_close(table[3 * 7 + 3], shared[13 * 27 + 13])

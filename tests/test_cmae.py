@@ -1,4 +1,5 @@
-"""CMAE modules: unit masking, losses against the paper's equations, EMA target branch."""
+"""CMAE modules: unit masking, losses against the paper's equations, EMA target
+branch."""
 import os.path as osp
 
 import pytest
@@ -10,9 +11,10 @@ TINY_ARCH = dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=
 
 @pytest.fixture(scope='module')
 def registry():
-    import cmae_mm  # noqa: F401
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
+
+    import cmae_mm  # noqa: F401
     init_default_scope('mmpretrain')
     return MODELS
 
@@ -20,8 +22,8 @@ def registry():
 def _tiny_cmae(registry, repo_root, **model_overrides):
     """The demo config's CMAE (192-d, 4 layers), BN instead of SyncBN."""
     from mmengine.config import Config
-    from mmengine.model import revert_sync_batchnorm
     from mmengine.logging import MessageHub
+    from mmengine.model import revert_sync_batchnorm
     cfg = Config.fromfile(
         osp.join(repo_root, 'configs/pretrain/cmae_vit-tiny-p16_1xb8-800iter_demo.py'))
     cfg.model.update(model_overrides)
@@ -45,23 +47,29 @@ def _views(photos, n=4, shift=(5, 9)):
         target.append(img[:, dy:dy + 224, dx:dx + 224])
     mean = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
     std = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
-    return ((torch.stack(online) - mean) / std,
-            (torch.stack(target) - mean) / std)
+    return ((torch.stack(online) - mean) / std, (torch.stack(target) - mean) / std)
 
 
 # ----------------------------------------------------------------------- masking
-@pytest.mark.parametrize('img_size,ratio,unit,visible', [
-    (224, 0.65, 2, 68),   # released CMAE: 17 of 49 units of 2x2 patches
-    (224, 0.75, 1, 49),   # paper text / MAE: 75 % per patch
-    (224, 0.6, 7, 49),    # 4 units of 7x7, keep int(4 * 0.4) = 1
-    (128, 0.75, 4, 16),   # 8x8 grid, 4 units of 4x4, keep 1
-    (64, 0.5, 2, 8),      # 4x4 grid, 4 units of 2x2, keep 2
-    (96, 0.0, 3, 36),     # nothing masked
-])
+@pytest.mark.parametrize(
+    'img_size,ratio,unit,visible',
+    [
+        (224, 0.65, 2, 68),  # released CMAE: 17 of 49 units of 2x2 patches
+        (224, 0.75, 1, 49),  # paper text / MAE: 75 % per patch
+        (224, 0.6, 7, 49),  # 4 units of 7x7, keep int(4 * 0.4) = 1
+        (128, 0.75, 4, 16),  # 8x8 grid, 4 units of 4x4, keep 1
+        (64, 0.5, 2, 8),  # 4x4 grid, 4 units of 2x2, keep 2
+        (96, 0.0, 3, 36),  # nothing masked
+    ])
 def test_unit_masking_geometry(registry, img_size, ratio, unit, visible):
     vit = registry.build(
-        dict(type='CMAEViT', arch=TINY_ARCH, img_size=img_size, patch_size=16,
-             mask_ratio=ratio, mask_unit_size=unit))
+        dict(
+            type='CMAEViT',
+            arch=TINY_ARCH,
+            img_size=img_size,
+            patch_size=16,
+            mask_ratio=ratio,
+            mask_unit_size=unit))
     vit.init_weights()
     h = w = img_size // 16
     B, L = 3, h * w
@@ -99,8 +107,13 @@ def test_unit_masking_geometry(registry, img_size, ratio, unit, visible):
 
 def test_bad_mask_unit_is_an_error(registry):
     with pytest.raises(ValueError, match='mask_unit_size=3 must divide'):
-        registry.build(dict(type='CMAEViT', arch=TINY_ARCH, img_size=224,
-                            patch_size=16, mask_unit_size=3))
+        registry.build(
+            dict(
+                type='CMAEViT',
+                arch=TINY_ARCH,
+                img_size=224,
+                patch_size=16,
+                mask_unit_size=3))
 
 
 # ------------------------------------------------------------------------ losses
@@ -125,8 +138,8 @@ def _target_repr(encoder, x):
 @pytest.mark.parametrize('norm_pix', [True, False])
 def test_losses_match_spec_equations(registry, repo_root, photos, norm_pix):
     tau = 0.07
-    model = _tiny_cmae(registry, repo_root, loss_ct_weight=0.5,
-                       head=dict(norm_pix=norm_pix))
+    model = _tiny_cmae(
+        registry, repo_root, loss_ct_weight=0.5, head=dict(norm_pix=norm_pix))
     online, target = _views(photos)
     state = model.mask_generator.get_state()
     losses = model.loss([online, target], None)
@@ -184,8 +197,8 @@ def test_ema_target_update_and_no_gradient(registry, repo_root, photos):
     model = _tiny_cmae(registry, repo_root)  # demo config: m = 0.99
     mom = 1 - 0.99
     online, target = _views(photos)
-    optim = OptimWrapper(torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=1e-3))
+    optim = OptimWrapper(
+        torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3))
     data = dict(inputs=[online * 58 + 120, target * 58 + 120], data_samples=None)
 
     def online_params():
@@ -196,8 +209,9 @@ def test_ema_target_update_and_no_gradient(registry, repo_root, photos):
     # the target holds exactly the encoder and the projector
     tgt = dict(model.target_encoder.module.named_parameters())
     assert set(tgt) == set(online_params())
-    n_dec = sum(p.numel() for m in (model.neck, model.feature_decoder,
-                                    model.contrastive_head) for p in m.parameters())
+    n_dec = sum(p.numel()
+                for m in (model.neck, model.feature_decoder, model.contrastive_head)
+                for p in m.parameters())
     assert n_dec > 0
     assert sum(p.numel() for p in model.target_encoder.parameters()) == \
         sum(p.numel() for p in online_params().values())
@@ -251,8 +265,9 @@ def test_mask_generator_state_is_checkpointed(registry, repo_root):
     torch.manual_seed(123)
     b.mask_generator.manual_seed(99)
     b.load_state_dict(sd)
-    assert torch.equal(torch.rand(5, generator=a.mask_generator),
-                       torch.rand(5, generator=b.mask_generator))
+    assert torch.equal(
+        torch.rand(5, generator=a.mask_generator),
+        torch.rand(5, generator=b.mask_generator))
 
 
 def test_cosine_momentum_needs_runner_info(registry, repo_root, photos):

@@ -6,8 +6,8 @@ import os.path as osp
 import pytest
 import torch
 
-CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                      'configs', 'pretrain')
+CONFIG_DIR = osp.join(
+    osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'pretrain')
 CMAE_CONFIGS = sorted(
     osp.basename(p) for p in glob.glob(osp.join(CONFIG_DIR, 'cmae_*.py')))
 
@@ -26,9 +26,10 @@ EXPECTED = {
 
 @pytest.fixture(scope='module')
 def registry():
-    import cmae_mm  # noqa: F401
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
+
+    import cmae_mm  # noqa: F401
     init_default_scope('mmpretrain')
     return MODELS
 
@@ -47,8 +48,7 @@ def test_config_builds_its_model(registry, name):
     from cmae_mm.models.algorithms import CMAE
     cfg = _cfg(name)
     assert cfg.default_scope == 'mmpretrain'
-    assert cfg.custom_imports == dict(imports=['cmae_mm'],
-                                      allow_failed_imports=False)
+    assert cfg.custom_imports == dict(imports=['cmae_mm'], allow_failed_imports=False)
     width, depth, visible, unit = EXPECTED[name]
     torch.manual_seed(0)
     # ViT-L (2 x 300M parameters) is built on the meta device: structure only
@@ -74,11 +74,14 @@ def test_config_builds_its_model(registry, name):
     del model
 
 
-@pytest.mark.parametrize('name,epochs,cos_tmax', [
-    ('cmae_vit-b.py', 1600, 1560), ('cmae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py', 300, 260),
-    ('cmae_vit-base-p16_8xb512-amp-coslr-800e_in1k.py', 800, 760), ('cmae_vit-base-p16-mask75_8xb512-amp-coslr-1600e_in1k.py', 1600, 1560),
-    ('cmae_vit-small-p16_8xb512-amp-coslr-1600e_in1k.py', 1600, 1560), ('cmae_vit-large-p16_8xb512-amp-coslr-1600e_in1k.py', 1600, 1560)
-])
+@pytest.mark.parametrize(
+    'name,epochs,cos_tmax',
+    [('cmae_vit-b.py', 1600, 1560),
+     ('cmae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py', 300, 260),
+     ('cmae_vit-base-p16_8xb512-amp-coslr-800e_in1k.py', 800, 760),
+     ('cmae_vit-base-p16-mask75_8xb512-amp-coslr-1600e_in1k.py', 1600, 1560),
+     ('cmae_vit-small-p16_8xb512-amp-coslr-1600e_in1k.py', 1600, 1560),
+     ('cmae_vit-large-p16_8xb512-amp-coslr-1600e_in1k.py', 1600, 1560)])
 def test_recipe_numbers(name, epochs, cos_tmax):
     cfg = _cfg(name)
     assert cfg.train_dataloader.batch_size == 512  # x 8 GPUs = 4096
@@ -92,8 +95,9 @@ def test_recipe_numbers(name, epochs, cos_tmax):
         ('CosineAnnealingLR', 40, epochs, cos_tmax)
     assert cfg.train_cfg.max_epochs == epochs
     assert cfg.randomness == dict(seed=0, diff_rank_seed=True)
-    shift = [t for t in cfg.train_dataloader.dataset.pipeline
-             if t.type == 'PixelShift'][0]
+    shift = [
+        t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'PixelShift'
+    ][0]
     assert (shift.view_size, shift.max_shift) == (224, 31)
 
 
@@ -107,7 +111,8 @@ def test_mae_reference_builds(registry):
 
 
 def _imagenet_list_root(tmp_path, photo_folder):
-    """ImageNet's list layout: data_root/train/<class>/<img>, data_root/meta/train.txt."""
+    """ImageNet's list layout: data_root/train/<class>/<img>,
+    data_root/meta/train.txt."""
     import shutil
     root = tmp_path / 'imagenet'
     lines = []
@@ -132,8 +137,7 @@ def test_datasets_load_real_images(registry, tmp_path, photo_folder, layout):
         ds_cfg.data_root = _imagenet_list_root(tmp_path, photo_folder)
     else:
         ds_cfg = _cfg('cmae_vit-b.py').train_dataloader.dataset
-        ds_cfg.update(type='CustomDataset', data_root=photo_folder,
-                      with_label=False)
+        ds_cfg.update(type='CustomDataset', data_root=photo_folder, with_label=False)
         ds_cfg.pop('split')
     ds = DATASETS.build(ds_cfg)
     assert len(ds) == 9

@@ -2,12 +2,14 @@
 import json
 import os
 import os.path as osp
-import sys
 import textwrap
 
 import pytest
 import torch
+
 from cmae_mm.testing import run_subprocess
+
+pytestmark = pytest.mark.e2e  # real training runs in subprocesses
 
 DEMO_CFG = 'configs/pretrain/cmae_vit-tiny-p16_1xb8-800iter_demo.py'
 
@@ -35,7 +37,8 @@ DDP_SCRIPT = textwrap.dedent('''
 
     def data(B):
         g = torch.Generator().manual_seed(1)
-        return torch.randn(2 * B, 128, generator=g), torch.randn(2 * B, 128, generator=g)
+        return (torch.randn(2 * B, 128, generator=g),
+                torch.randn(2 * B, 128, generator=g))
 
     def worker(rank, world, port, out, B):
         dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
@@ -80,7 +83,9 @@ def test_ddp_contrastive_loss_equals_global_batch(tmp_path, repo_root, run_env):
     cfg = osp.join(repo_root, DEMO_CFG)
     B = 4
     for mode in ('ddp', 'single'):
-        run_subprocess([script, cfg, tmp_path, B, mode], run_env, repo_root,
+        run_subprocess([script, cfg, tmp_path, B, mode],
+                       run_env,
+                       repo_root,
                        timeout=300)
     r0, r1 = (torch.load(tmp_path / f'rank{r}.pth') for r in (0, 1))
     single = torch.load(tmp_path / 'single.pth')
@@ -103,8 +108,7 @@ TRAIN_OPTS = [
     'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
     'train_cfg.max_iters=20', 'param_scheduler.0.end=3',
     'default_hooks.logger.interval=1', 'log_processor.window_size=1',
-    'default_hooks.checkpoint.interval=10',
-    'default_hooks.checkpoint.max_keep_ckpts=5'
+    'default_hooks.checkpoint.interval=10', 'default_hooks.checkpoint.max_keep_ckpts=5'
 ]
 
 
@@ -112,8 +116,10 @@ def _train(repo_root, run_env, work_dir, photo_folder, resume=None):
     cmd = ['tools/train.py', DEMO_CFG, '--work-dir', work_dir]
     if resume:
         cmd += ['--resume', resume]
-    cmd += ['--cfg-options', f'train_dataloader.dataset.data_root={photo_folder}',
-            *TRAIN_OPTS]
+    cmd += [
+        '--cfg-options', f'train_dataloader.dataset.data_root={photo_folder}',
+        *TRAIN_OPTS
+    ]
     return run_subprocess(cmd, run_env, repo_root)[0]
 
 
@@ -148,21 +154,21 @@ def test_tiny_config_trains_and_losses_fall(full_run):
 
 def test_resume_equals_uninterrupted_run(full_run, tmp_path, repo_root, run_env,
                                          photo_folder):
-    from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
     import cmae_mm  # noqa: F401  (allow-lists MMEngine's checkpoint globals)
+    from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
     resumed = tmp_path / 'resumed'
     # a run interrupted after iteration 10, resumed with --resume up to 20
-    _train(repo_root, run_env, resumed, photo_folder,
-           resume=str(full_run / 'iter_10.pth'))
+    _train(
+        repo_root, run_env, resumed, photo_folder, resume=str(full_run / 'iter_10.pth'))
     # torch's default weights-only loading reads the whole training checkpoint
     a = torch.load(full_run / 'iter_20.pth', map_location='cpu')
     b = torch.load(resumed / 'iter_20.pth', map_location='cpu')
     assert a['meta']['iter'] == b['meta']['iter'] == 20
     sa, sb = a['state_dict'], b['state_dict']
     assert set(sa) == set(sb)
-    for prefix in ('backbone.', 'target_encoder.module.0.',
-                   'target_encoder.module.1.', 'neck.', 'feature_decoder.',
-                   'projector.', 'contrastive_head.', '_extra_state'):
+    for prefix in ('backbone.', 'target_encoder.module.0.', 'target_encoder.module.1.',
+                   'neck.', 'feature_decoder.', 'projector.', 'contrastive_head.',
+                   '_extra_state'):
         keys = [k for k in sa if k.startswith(prefix)]
         assert keys, prefix
         for k in keys:

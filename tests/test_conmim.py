@@ -1,4 +1,5 @@
-"""ConMIM unit tests: loss formula, projector, target branch, momentum, views, configs."""
+"""ConMIM unit tests: loss formula, projector, target branch, momentum, views,
+configs."""
 import copy
 import glob
 import math
@@ -9,10 +10,10 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging import MessageHub
-
-import cmae_mm  # noqa: F401
 from mmpretrain.registry import MODELS, TRANSFORMS
 from mmpretrain.structures import DataSample
+
+import cmae_mm  # noqa: F401
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY_CFG = osp.join(REPO, 'configs/pretrain/conmim_vit-tiny-p16_1xb8-20e_demo.py')
@@ -49,8 +50,8 @@ def test_loss_equals_independent_computation():
                          [1, 1, 1, 1, 1, 1, 0]])
     for tau in (0.1, 0.5):
         got = _loss(tau)(pred, target, mask).item()
-        assert got == pytest.approx(_reference_loss(pred, target, mask, tau),
-                                    rel=1e-5, abs=1e-6)
+        assert got == pytest.approx(
+            _reference_loss(pred, target, mask, tau), rel=1e-5, abs=1e-6)
     # a (B, H, W) mask is the same as its flattened (B, N) form
     pred4, target4 = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
     m = torch.tensor([[[1, 0], [0, 1]], [[0, 1], [1, 1]]])
@@ -118,9 +119,16 @@ def test_loss_rejects_bad_masks():
 # ---------------------------------------------------------------------- projector
 def test_token_projector_is_per_token_nonlinear_neck():
     from mmpretrain.models.necks import NonLinearNeck
-    cfg = dict(in_channels=8, hid_channels=16, out_channels=4, num_layers=3,
-               with_bias=False, with_last_bn=True, with_last_bn_affine=False,
-               with_last_bias=False, norm_cfg=dict(type='BN1d'))
+    cfg = dict(
+        in_channels=8,
+        hid_channels=16,
+        out_channels=4,
+        num_layers=3,
+        with_bias=False,
+        with_last_bn=True,
+        with_last_bn_affine=False,
+        with_last_bias=False,
+        norm_cfg=dict(type='BN1d'))
     neck = MODELS.build(dict(type='TokenNonLinearNeck', **cfg))
     # structure: Linear(no bias)-BN-ReLU x2, Linear(no bias)-BN(affine=False)
     assert [neck.fc0.bias, neck.fc1.bias, neck.fc2.bias] == [None, None, None]
@@ -134,11 +142,13 @@ def test_token_projector_is_per_token_nonlinear_neck():
     # train mode: BN statistics over all B * L tokens
     torch.testing.assert_close(out, ref((x.reshape(15, 8), ))[0].reshape(3, 5, 4))
     # last BN without affine: every output channel has zero mean, unit variance
-    torch.testing.assert_close(out.reshape(15, 4).mean(0), torch.zeros(4),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        out.reshape(15, 4).mean(0), torch.zeros(4), atol=1e-5, rtol=0)
     # SyncBN can be configured (falls back to BN outside a process group)
-    sync = MODELS.build(dict(type='TokenNonLinearNeck',
-                             **{**cfg, 'norm_cfg': dict(type='SyncBN')}))
+    sync = MODELS.build(
+        dict(type='TokenNonLinearNeck', **{
+            **cfg, 'norm_cfg': dict(type='SyncBN')
+        }))
     assert isinstance(sync.bn0, torch.nn.SyncBatchNorm)
     sync.load_state_dict(neck.state_dict())
     torch.testing.assert_close(sync((x, ))[0], out)
@@ -181,8 +191,10 @@ def test_target_gets_full_view_and_no_gradient(tiny_cfg):
     calls = {}
 
     def grab(name):
+
         def hook(module, args, kwargs):
             calls[name] = (args, kwargs)
+
         return hook
 
     handles = [
@@ -206,8 +218,8 @@ def test_target_gets_full_view_and_no_gradient(tiny_cfg):
     args, kwargs = calls['online']
     assert args[0] is views[0]
     mask = args[1] if len(args) > 1 else kwargs['mask']
-    torch.testing.assert_close(
-        mask, torch.stack([s.mask for s in samples]).flatten(1).bool())
+    torch.testing.assert_close(mask,
+                               torch.stack([s.mask for s in samples]).flatten(1).bool())
     # the target's output equals the target run by hand on the full view, no graph
     assert not outs['target'].requires_grad
     with torch.no_grad():
@@ -270,6 +282,7 @@ def test_momentum_schedule_start_middle_end(tiny_cfg):
 
 def test_checkpoint_keys_load_into_downstream_beit(tiny_cfg, tmp_path):
     from mmpretrain.models import BEiTViT
+
     from cmae_mm.transfer.weight_loading import extract_encoder, load_state_dict_checked
     _set_max_iters(10)
     model = _model(tiny_cfg)
@@ -280,8 +293,8 @@ def test_checkpoint_keys_load_into_downstream_beit(tiny_cfg, tmp_path):
             p.add_(0.5)
     sd = model.state_dict()
     for key in ('backbone.mask_token',
-                'backbone.rel_pos_bias.relative_position_bias_table',
-                'neck.fc0.weight', 'target_encoder.module.0.cls_token',
+                'backbone.rel_pos_bias.relative_position_bias_table', 'neck.fc0.weight',
+                'target_encoder.module.0.cls_token',
                 'target_encoder.module.0.layers.3.gamma_2',
                 'target_encoder.module.1.fc2.weight',
                 'target_encoder.module.1.bn2.running_mean'):
@@ -289,29 +302,39 @@ def test_checkpoint_keys_load_into_downstream_beit(tiny_cfg, tmp_path):
     ckpt = str(tmp_path / 'conmim.pth')
     torch.save({'state_dict': sd}, ckpt)
     arch = dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768)
-    for which, prefix in (('online', 'backbone.'),
-                          ('target', 'target_encoder.module.0.')):
+    for which, prefix in (('online', 'backbone.'), ('target',
+                                                    'target_encoder.module.0.')):
         table = sd[prefix + 'rel_pos_bias.relative_position_bias_table']
         # MMPretrain's downstream BEiT config path: init_cfg Pretrained with a prefix
-        down = BEiTViT(arch=arch, out_type='avg_featmap', final_norm=False,
-                       use_rel_pos_bias=True, use_shared_rel_pos_bias=False,
-                       init_cfg=dict(type='Pretrained', checkpoint=ckpt, prefix=prefix))
+        down = BEiTViT(
+            arch=arch,
+            out_type='avg_featmap',
+            final_norm=False,
+            use_rel_pos_bias=True,
+            use_shared_rel_pos_bias=False,
+            init_cfg=dict(type='Pretrained', checkpoint=ckpt, prefix=prefix))
         down.init_weights()
         for i in range(4):  # the shared table was expanded to every block
-            torch.testing.assert_close(
-                down.layers[i].attn.relative_position_bias_table, table)
+            torch.testing.assert_close(down.layers[i].attn.relative_position_bias_table,
+                                       table)
         torch.testing.assert_close(down.patch_embed.projection.weight,
                                    sd[prefix + 'patch_embed.projection.weight'])
         torch.testing.assert_close(down.layers[2].gamma_1,
                                    sd[prefix + 'layers.2.gamma_1'])
         # the project's checked loader: nothing missing except recomputed index
         # buffers and the new pooled-feature norm
-        down2 = BEiTViT(arch=arch, out_type='avg_featmap', final_norm=False,
-                        use_rel_pos_bias=True, use_shared_rel_pos_bias=False)
-        load_state_dict_checked(down2, extract_encoder(sd, which),
-                                allowed_missing=('relative_position_index', 'ln2.'))
-        torch.testing.assert_close(
-            down2.layers[1].attn.relative_position_bias_table, table)
+        down2 = BEiTViT(
+            arch=arch,
+            out_type='avg_featmap',
+            final_norm=False,
+            use_rel_pos_bias=True,
+            use_shared_rel_pos_bias=False)
+        load_state_dict_checked(
+            down2,
+            extract_encoder(sd, which),
+            allowed_missing=('relative_position_index', 'ln2.'))
+        torch.testing.assert_close(down2.layers[1].attn.relative_position_bias_table,
+                                   table)
         torch.testing.assert_close(down2.layers[3].ffn.layers[1].weight,
                                    sd[prefix + 'layers.3.ffn.layers.1.weight'])
     assert not torch.equal(sd['backbone.cls_token'],
@@ -345,7 +368,9 @@ def test_model_rejects_unit_level_mask_and_single_view(tiny_cfg):
     _set_max_iters(10)
     model = _model(tiny_cfg)
     views, _ = _batch()
-    coarse = [DataSample().set_mask(torch.ones(7, 7, dtype=torch.long)) for _ in range(2)]
+    coarse = [
+        DataSample().set_mask(torch.ones(7, 7, dtype=torch.long)) for _ in range(2)
+    ]
     with pytest.raises(ValueError, match='patch level'):
         model.loss(views, coarse)
     with pytest.raises(ValueError, match='two views'):
@@ -357,8 +382,11 @@ def test_optimizer_weight_decay_groups(tiny_cfg):
     model = _model(tiny_cfg)
     wrapper = build_optim_wrapper(model, copy.deepcopy(tiny_cfg.optim_wrapper))
     names = {id(p): n for n, p in model.named_parameters()}
-    wd = {names[id(p)]: g['weight_decay'] for g in wrapper.optimizer.param_groups
-          for p in g['params']}
+    wd = {
+        names[id(p)]: g['weight_decay']
+        for g in wrapper.optimizer.param_groups
+        for p in g['params']
+    }
     assert wrapper.optimizer.defaults['betas'] == (0.9, 0.98)
     # released optim_factory: no decay on 1-d tensors and on cls_token / pos_embed
     for name in ('backbone.cls_token', 'backbone.layers.0.gamma_1',
@@ -384,8 +412,10 @@ def _pipeline(cfg, edit=None):
 
 
 def _result(img):
-    return dict(img=np.ascontiguousarray(img[..., ::-1]), img_shape=img.shape[:2],
-                ori_shape=img.shape[:2])  # BGR, as LoadImageFromFile gives
+    return dict(
+        img=np.ascontiguousarray(img[..., ::-1]),
+        img_shape=img.shape[:2],
+        ori_shape=img.shape[:2])  # BGR, as LoadImageFromFile gives
 
 
 def _views(pipe, img):
@@ -435,7 +465,9 @@ def test_strong_augmentation_lands_on_target_view_only(tiny_cfg, photos):
 
 def test_masks_from_config_pipelines(photos):
     img = photos['chelsea']
-    cfg = Config.fromfile(osp.join(REPO, 'configs/pretrain/conmim_vit-base-p16_8xb256-amp-coslr-300e_in1k.py'))
+    cfg = Config.fromfile(
+        osp.join(REPO,
+                 'configs/pretrain/conmim_vit-base-p16_8xb256-amp-coslr-300e_in1k.py'))
     _, ds = _views(_pipeline(cfg), img)
     mask = ds.mask
     assert tuple(mask.shape) == (14, 14)
@@ -443,7 +475,8 @@ def test_masks_from_config_pipelines(photos):
     units = mask.reshape(7, 2, 7, 2).permute(0, 2, 1, 3).reshape(49, 4)
     assert torch.all((units.sum(1) == 0) | (units.sum(1) == 4))  # 32-px units
     cfg = Config.fromfile(
-        osp.join(REPO, 'configs/pretrain/conmim_vit-base-p16-blockmask_8xb256-amp-coslr-300e_in1k.py'))
+        osp.join(REPO, 'configs/pretrain',
+                 'conmim_vit-base-p16-blockmask_8xb256-amp-coslr-300e_in1k.py'))
     _, ds = _views(_pipeline(cfg), img)
     assert tuple(ds.mask.shape) == (14, 14) and int(ds.mask.sum()) == 75
 
@@ -452,7 +485,8 @@ def test_masks_from_config_pipelines(photos):
 EXPECTED = {  # name: (embed dims, layers, layer scale, epochs, per-GPU batch)
     'conmim_vit-small-p16_8xb256-amp-coslr-300e_in1k.py': (384, 12, 0.1, 300, 256),
     'conmim_vit-base-p16_8xb256-amp-coslr-300e_in1k.py': (768, 12, 0.1, 300, 256),
-    'conmim_vit-base-p16-blockmask_8xb256-amp-coslr-300e_in1k.py': (768, 12, 0.1, 300, 256),
+    'conmim_vit-base-p16-blockmask_8xb256-amp-coslr-300e_in1k.py':
+    (768, 12, 0.1, 300, 256),
     'conmim_vit-base-p16_8xb256-amp-coslr-800e_in1k.py': (768, 12, 0.1, 800, 256),
     'conmim_vit-large-p16_32xb64-amp-coslr-400e_in1k.py': (1024, 24, 1e-5, 400, 64),
     'conmim_vit-large-p16_32xb64-amp-coslr-800e_in1k.py': (1024, 24, 1e-5, 800, 64),
@@ -478,8 +512,8 @@ def test_every_conmim_config_builds_its_model():
         assert opt.clip_grad == dict(max_norm=1.0)
         if 'vit-large' in path:
             assert opt.optimizer.lr == 7.5e-4 and cfg.param_scheduler[0]['end'] == 10
-            assert (cfg.train_dataloader.batch_size * 32 ==
-                    cfg.auto_scale_lr.base_batch_size)  # released: 32 GPUs x 64
+            assert (cfg.train_dataloader.batch_size *
+                    32 == cfg.auto_scale_lr.base_batch_size)  # released: 32 GPUs x 64
         with torch.device('meta'):  # every module is constructed, no memory is filled
             model = MODELS.build(cfg.model)
         assert type(model).__name__ == 'ConMIM'

@@ -2,10 +2,13 @@
 import glob
 import json
 import os.path as osp
-import sys
 
+import pytest
 import torch
+
 from cmae_mm.testing import run_subprocess
+
+pytestmark = pytest.mark.e2e  # real training runs in subprocesses
 
 EPOCHS = 12  # 9 photos, batch 8: 2 iterations per epoch
 
@@ -23,7 +26,9 @@ def test_tiny_conmim_trains_and_loss_falls(repo_root, photo_folder, run_env, tmp
     cmd = [
         osp.join(repo_root, 'tools/train.py'),
         osp.join(repo_root, 'configs/pretrain/conmim_vit-tiny-p16_1xb8-20e_demo.py'),
-        '--work-dir', work_dir, '--cfg-options',
+        '--work-dir',
+        work_dir,
+        '--cfg-options',
         f'train_dataloader.dataset.data_root={photo_folder}',
         f'train_cfg.max_epochs={EPOCHS}',
         f'param_scheduler.1.end={EPOCHS}',
@@ -32,15 +37,17 @@ def test_tiny_conmim_trains_and_loss_falls(repo_root, photo_folder, run_env, tmp
     run_subprocess(cmd, run_env, repo_root, timeout=280)
     losses = _losses(work_dir)
     assert len(losses) == 2 * EPOCHS
-    assert all(l == l and l < 1e3 for l in losses)  # finite
+    assert all(v == v and v < 1e3 for v in losses)  # finite
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
     print(f'ConMIM tiny loss: first iters {losses[:4]} -> last iters {losses[-4:]}')
     assert last < first - 0.3, (first, last, losses)
 
     # the checkpoint holds both encoders under the project's key convention, and the
     # momentum target has moved away from its copy of the online encoder
-    ckpt = torch.load(osp.join(work_dir, f'epoch_{EPOCHS}.pth'), map_location='cpu',
-                      weights_only=False)
+    ckpt = torch.load(
+        osp.join(work_dir, f'epoch_{EPOCHS}.pth'),
+        map_location='cpu',
+        weights_only=False)
     sd = ckpt['state_dict']
     online, target = sd['backbone.patch_embed.projection.weight'], \
         sd['target_encoder.module.0.patch_embed.projection.weight']

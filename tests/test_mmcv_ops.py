@@ -49,17 +49,20 @@ def test_nms_matches_reference():
 @pytest.mark.parametrize('aligned', [True, False])
 def test_roi_align_on_linear_feature_map(aligned):
     """On f(x, y) = a x + b y + c bilinear sampling is exact, so every output bin equals
-    f at the bin centre (the average of symmetric sample points of a linear function)."""
+    f at the bin centre (the average of symmetric sample points of a linear
+    function)."""
     from mmcv.ops import RoIAlign
     a, b, c = 0.5, -2.0, 3.0
     H, W = 32, 40
-    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32),
-                            torch.arange(W, dtype=torch.float32), indexing='ij')
+    ys, xs = torch.meshgrid(
+        torch.arange(H, dtype=torch.float32),
+        torch.arange(W, dtype=torch.float32),
+        indexing='ij')
     feat = torch.stack([a * xs + b * ys + c, 2 * (a * xs + b * ys + c)])[None]
     scale, out = 0.5, (3, 4)
     rois = torch.tensor([[0, 10., 12., 50., 40.], [0, 20., 6., 60., 30.]])
-    op = RoIAlign(out, spatial_scale=scale, sampling_ratio=2, pool_mode='avg',
-                  aligned=aligned)
+    op = RoIAlign(
+        out, spatial_scale=scale, sampling_ratio=2, pool_mode='avg', aligned=aligned)
     got = op(feat, rois)
     offset = 0.5 if aligned else 0.0
     for r, (_, x1, y1, x2, y2) in enumerate(rois.tolist()):

@@ -9,8 +9,9 @@ import torch
 
 @pytest.fixture(scope='module')
 def registered():
-    import cmae_mm  # noqa: F401
     from mmengine.registry import init_default_scope
+
+    import cmae_mm  # noqa: F401
     init_default_scope('mmpretrain')
 
 
@@ -72,16 +73,18 @@ def test_grayscale_of_target_uses_bgr_weights(registered, photos):
         view_size=224,
         max_shift=31,
         target_transforms=[
-            dict(type='RandomGrayscale', prob=1.0, keep_channels=True,
-                 channel_weights=(0.114, 0.587, 0.2989))
+            dict(
+                type='RandomGrayscale',
+                prob=1.0,
+                keep_channels=True,
+                channel_weights=(0.114, 0.587, 0.2989))
         ])
     src = _source_256(photos['chelsea'])  # BGR
     np.random.seed(2)
     out = t(dict(img=src.copy()))
     # RGB-order weights would give a different image on this photograph
     crop0 = src[out['pixel_shift'][0]:, out['pixel_shift'][1]:][:224, :224]
-    rgb_order = (0.2989 * crop0[..., 0] + 0.587 * crop0[..., 1] +
-                 0.114 * crop0[..., 2])
+    rgb_order = (0.2989 * crop0[..., 0] + 0.587 * crop0[..., 1] + 0.114 * crop0[..., 2])
     assert np.abs(out['img'][1][..., 0] - rgb_order).mean() > 2
     dy, dx = out['pixel_shift']
     crop = src[dy:dy + 224, dx:dx + 224].astype(np.float64)

@@ -1,19 +1,20 @@
-"""`import cmae_mm` registers every module into the registry of the framework using it."""
-import sys
+"""`import cmae_mm` registers every module into the registry of the framework using
+it."""
 
 import pytest
 
 EXPECTED = {
     ('mmpretrain', 'MODELS'): [
         'CMAE', 'CMAEViT', 'CMAEFeatureDecoder', 'ConMIM', 'TokenNonLinearNeck',
-        'DenoisingContrastiveLoss', 'TransferViT', 'TransferBEiTViT'],
+        'DenoisingContrastiveLoss', 'TransferViT', 'TransferBEiTViT'
+    ],
     ('mmpretrain', 'TRANSFORMS'): ['PixelShift'],
     ('mmseg', 'MODELS'): ['TransferViT', 'TransferBEiTViT'],
     ('mmdet', 'MODELS'): ['ViTDet', 'SimpleFPN'],
     # generic parts live in MMEngine's root registries: every scope finds them
     ('mmengine', 'HOOKS'): ['Fp16CompressionHook'],
-    ('mmengine', 'OPTIM_WRAPPER_CONSTRUCTORS'): [
-        'BackboneLayerDecayOptimWrapperConstructor'],
+    ('mmengine', 'OPTIM_WRAPPER_CONSTRUCTORS'):
+    ['BackboneLayerDecayOptimWrapperConstructor'],
     ('mmengine', 'WEIGHT_INITIALIZERS'): ['PretrainedEncoder'],
     ('mmengine', 'MODEL_WRAPPERS'): ['CPUDistributedDataParallel'],
 }
@@ -44,15 +45,16 @@ def test_root_registrations_are_found_from_every_scope(scope):
     child_hooks = _registry(scope, 'HOOKS')
     child_ctors = _registry(scope, 'OPTIM_WRAPPER_CONSTRUCTORS')
     assert child_hooks.get('Fp16CompressionHook') is Fp16CompressionHook
-    assert (child_ctors.get('BackboneLayerDecayOptimWrapperConstructor') is
-            BackboneLayerDecayOptimWrapperConstructor)
+    assert (child_ctors.get('BackboneLayerDecayOptimWrapperConstructor')
+            is BackboneLayerDecayOptimWrapperConstructor)
 
 
 def test_layernorm2d_is_reused_for_mmdet():
     """MMDetection 3.3.0 has no LN2d; cmae_mm registers MMPretrain's, not a copy."""
-    import cmae_mm  # noqa: F401
     from mmdet.registry import MODELS
     from mmpretrain.models.utils.norm import LayerNorm2d
+
+    import cmae_mm  # noqa: F401
     assert MODELS.get('LN2d') is LayerNorm2d
 
 
@@ -69,11 +71,13 @@ def test_every_cmae_mm_registration_is_expected():
     assert found == expected
 
 
+@pytest.mark.e2e
 def test_custom_imports_in_a_config_registers_everything(tmp_path, run_tool):
     """What a user's config does: custom_imports, then build by name."""
     cfg = tmp_path / 'cfg.py'
-    cfg.write_text("custom_imports = dict(imports=['cmae_mm'], allow_failed_imports=False)\n"
-                   "transform = dict(type='PixelShift', view_size=32, max_shift=3)\n")
+    cfg.write_text(
+        "custom_imports = dict(imports=['cmae_mm'], allow_failed_imports=False)\n"
+        "transform = dict(type='PixelShift', view_size=32, max_shift=3)\n")
     code = ('import sys\n'
             'from mmengine.config import Config\n'
             'cfg = Config.fromfile(sys.argv[1])\n'
@@ -84,7 +88,7 @@ def test_custom_imports_in_a_config_registers_everything(tmp_path, run_tool):
     assert out.stdout.strip().endswith('cmae_mm.datasets.transforms.pixel_shift')
 
 
-
+@pytest.mark.e2e
 def test_version_in_one_place(repo_root, run_tool):
     import cmae_mm
     from cmae_mm.version import __version__
@@ -145,7 +149,8 @@ def test_seg_config_without_mmseg_names_the_extra(run_tool, tmp_path):
         script, 'tools/train.py',
         'configs/seg/cmae_vit-base-p16_upernet_8xb2-160k_ade20k-512x512.py',
         '--work-dir', tmp_path / 'work'
-    ], check=False)
+    ],
+                       check=False)
     assert proc.returncode != 0
     assert "pip install 'cmae_mm[seg]'" in proc.stderr
     assert "default_scope='mmseg'" in proc.stderr

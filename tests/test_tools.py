@@ -19,10 +19,11 @@ def tiny_cls_root(tmp_path_factory):
     """A CustomDataset folder (one sub-folder per class) of real photographs."""
     from cmae_mm.testing import write_photo_folder
     root = tmp_path_factory.mktemp('tiny_cls')
-    write_photo_folder(str(root / 'people_animals'), ['astronaut', 'chelsea', 'coffee',
-                                                      'ihc'])
-    write_photo_folder(str(root / 'machines_space'), ['rocket', 'hubble_deep_field',
-                                                      'motorcycle_left', 'retina'])
+    write_photo_folder(
+        str(root / 'people_animals'), ['astronaut', 'chelsea', 'coffee', 'ihc'])
+    write_photo_folder(
+        str(root / 'machines_space'),
+        ['rocket', 'hubble_deep_field', 'motorcycle_left', 'retina'])
     return str(root)
 
 
@@ -39,33 +40,40 @@ def _scalars(work_dir):
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.e2e
 def test_train_then_test(tiny_cls_root, tmp_path, repo_root, run_env):
     work = str(tmp_path / 'work')
     cfg = osp.join(repo_root, 'tests/data/tiny_cls.py')
-    _run([PYTHON, 'tools/train.py', cfg, '--work-dir', work, '--cfg-options',
-          f'data_root={tiny_cls_root}',
-          f'train_dataloader.dataset.data_root={tiny_cls_root}',
-          f'val_dataloader.dataset.data_root={tiny_cls_root}'], run_env, repo_root)
+    _run([
+        PYTHON, 'tools/train.py', cfg, '--work-dir', work, '--cfg-options',
+        f'data_root={tiny_cls_root}',
+        f'train_dataloader.dataset.data_root={tiny_cls_root}',
+        f'val_dataloader.dataset.data_root={tiny_cls_root}'
+    ], run_env, repo_root)
     records = [r for r in _scalars(work) if 'loss' in r]
     assert [r['iter'] for r in records] == list(range(1, 9))
     assert osp.isfile(osp.join(work, 'iter_8.pth'))
-    out = _run([PYTHON, 'tools/test.py', cfg, osp.join(work, 'iter_8.pth'),
-                '--work-dir', work, '--cfg-options',
-                f'test_dataloader.dataset.data_root={tiny_cls_root}'], run_env, repo_root)
+    out = _run([
+        PYTHON, 'tools/test.py', cfg,
+        osp.join(work, 'iter_8.pth'), '--work-dir', work, '--cfg-options',
+        f'test_dataloader.dataset.data_root={tiny_cls_root}'
+    ], run_env, repo_root)
     with open(osp.join(work, 'metrics.json')) as f:
         metrics = json.load(f)
     assert 0.0 <= metrics['accuracy/top1'] <= 100.0
     assert 'accuracy/top1' in out
 
 
+@pytest.mark.e2e
 def test_dist_train_two_cpu_processes(tiny_cls_root, tmp_path, repo_root, run_env):
     """Two gloo processes through torchrun, from a config that names NCCL."""
     work = str(tmp_path / 'dist')
     env = dict(run_env, PORT='29613')
-    out = _run(['bash', 'tools/dist_train.sh', 'tests/data/tiny_cls.py', '2',
-                '--work-dir', work, '--cfg-options',
-                f'train_dataloader.dataset.data_root={tiny_cls_root}',
-                f'val_dataloader.dataset.data_root={tiny_cls_root}'], env, repo_root)
+    out = _run([
+        'bash', 'tools/dist_train.sh', 'tests/data/tiny_cls.py', '2', '--work-dir',
+        work, '--cfg-options', f'train_dataloader.dataset.data_root={tiny_cls_root}',
+        f'val_dataloader.dataset.data_root={tiny_cls_root}'
+    ], env, repo_root)
     assert re.search(r"Distributed launcher: pytorch", out)
     assert re.search(r"'backend': 'gloo'", out)
     assert re.search(r'Distributed training: True', out)
@@ -80,11 +88,15 @@ def test_dist_train_two_cpu_processes(tiny_cls_root, tmp_path, repo_root, run_en
     assert all(not k.startswith('module.') for k in ckpt['state_dict'])
 
 
+@pytest.mark.e2e
 def test_resume_with_weights_only_loading(tiny_cls_root, tmp_path, repo_root, run_env):
     """An interrupted run resumed with --resume ends where an uninterrupted run ends."""
     cfg = osp.join(repo_root, 'tests/data/tiny_cls.py')
-    opts = ['--cfg-options', f'train_dataloader.dataset.data_root={tiny_cls_root}',
-            f'val_dataloader.dataset.data_root={tiny_cls_root}', 'train_cfg.val_interval=100']
+    opts = [
+        '--cfg-options', f'train_dataloader.dataset.data_root={tiny_cls_root}',
+        f'val_dataloader.dataset.data_root={tiny_cls_root}',
+        'train_cfg.val_interval=100'
+    ]
     full, part = str(tmp_path / 'full'), str(tmp_path / 'part')
     _run([PYTHON, 'tools/train.py', cfg, '--work-dir', full] + opts, run_env, repo_root)
     # "Interrupted" after iteration 4: the schedule (explicit `end`) stays that of 8.
@@ -93,9 +105,13 @@ def test_resume_with_weights_only_loading(tiny_cls_root, tmp_path, repo_root, ru
     assert osp.isfile(osp.join(part, 'iter_4.pth'))
     # torch >= 2.6 loads weights-only by default; without cmae_mm's allow-list the
     # MMEngine checkpoint does not load that way (HistoryBuffer, numpy objects).
-    probe, _ = run_subprocess(
-        ['-c', 'import sys, torch; torch.load(sys.argv[1], weights_only=True)',
-         osp.join(part, 'iter_4.pth')], run_env, repo_root, check=False)
+    probe, _ = run_subprocess([
+        '-c', 'import sys, torch; torch.load(sys.argv[1], weights_only=True)',
+        osp.join(part, 'iter_4.pth')
+    ],
+                              run_env,
+                              repo_root,
+                              check=False)
     assert probe.returncode != 0 and 'Weights only load failed' in probe.stderr
     out = _run([PYTHON, 'tools/train.py', cfg, '--work-dir', part, '--resume'] + opts,
                run_env, repo_root)
@@ -104,8 +120,8 @@ def test_resume_with_weights_only_loading(tiny_cls_root, tmp_path, repo_root, ru
     b = torch.load(osp.join(part, 'iter_8.pth'), map_location='cpu')
     assert a['state_dict'].keys() == b['state_dict'].keys()
     for k in a['state_dict']:
-        torch.testing.assert_close(a['state_dict'][k], b['state_dict'][k],
-                                   rtol=1e-5, atol=1e-6, msg=k)
+        torch.testing.assert_close(
+            a['state_dict'][k], b['state_dict'][k], rtol=1e-5, atol=1e-6, msg=k)
     sa, sb = a['optimizer']['state'], b['optimizer']['state']
     assert sa.keys() == sb.keys()
     for k in sa:
@@ -114,8 +130,9 @@ def test_resume_with_weights_only_loading(tiny_cls_root, tmp_path, repo_root, ru
 
 
 def test_weights_only_allow_list_is_exact():
-    import cmae_mm.engine.compat as compat
     from mmengine.logging import HistoryBuffer
+
+    import cmae_mm.engine.compat as compat
     safe = torch.serialization.get_safe_globals()
     assert HistoryBuffer in safe
     assert set(compat.MMENGINE_CHECKPOINT_GLOBALS) <= set(safe)
@@ -124,10 +141,12 @@ def test_weights_only_allow_list_is_exact():
 
 def test_weights_only_still_refuses_arbitrary_getattr(tmp_path):
     """The allow-list maps `getattr` to HistoryBuffer's statistics methods only."""
-    import cmae_mm.engine.compat  # noqa: F401
     from mmengine.logging import HistoryBuffer
 
+    import cmae_mm.engine.compat  # noqa: F401
+
     class Evil:
+
         def __reduce__(self):
             # An allowed class, but an attribute that is no statistics method.
             return getattr, (HistoryBuffer, '__init__')

@@ -11,8 +11,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import cmae_mm  # noqa: F401
-from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
 from cmae_mm.testing import build_tiny_imagenet
+from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
 
 TINY = dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768)
 FINETUNE = 'configs/cls/cmae_vit-base-p16_8xb128-coslr-100e_in1k.py'
@@ -28,8 +28,8 @@ def cmae_ckpt(cmae_pretrain_ckpt):
 @pytest.fixture(scope='module')
 def imagenet_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('imagenet'))
-    info = build_tiny_imagenet(root, num_classes=3, train_per_class=4, val_per_class=2,
-                               size=80)
+    info = build_tiny_imagenet(
+        root, num_classes=3, train_per_class=4, val_per_class=2, size=80)
     assert (info['train'], info['val']) == (12, 6)
     return root
 
@@ -47,16 +47,22 @@ def tiny_options(ckpt, root, linear=False):
         'train_dataloader.dataset.pipeline.1.scale': 64,  # RandomResizedCrop
     })
     if linear:
-        opts.update({'model.backbone.frozen_stages': TINY['num_layers'],
-                     'model.neck.input_features': 192})
+        opts.update({
+            'model.backbone.frozen_stages': TINY['num_layers'],
+            'model.neck.input_features': 192
+        })
     for split in ('train', 'val', 'test'):
-        opts.update({f'{split}_dataloader.dataset.data_root': root,
-                     f'{split}_dataloader.num_workers': 0,
-                     f'{split}_dataloader.persistent_workers': False})
+        opts.update({
+            f'{split}_dataloader.dataset.data_root': root,
+            f'{split}_dataloader.num_workers': 0,
+            f'{split}_dataloader.persistent_workers': False
+        })
     for split in ('val', 'test'):
-        opts.update({f'{split}_dataloader.batch_size': 6,
-                     f'{split}_dataloader.dataset.pipeline.1.scale': 73,  # ResizeEdge
-                     f'{split}_dataloader.dataset.pipeline.2.crop_size': 64})
+        opts.update({
+            f'{split}_dataloader.batch_size': 6,
+            f'{split}_dataloader.dataset.pipeline.1.scale': 73,  # ResizeEdge
+            f'{split}_dataloader.dataset.pipeline.2.crop_size': 64
+        })
     return opts
 
 
@@ -64,9 +70,12 @@ def as_cli(opts):
     return [f'{k}={v}' for k, v in opts.items()]
 
 
-@pytest.mark.parametrize('config', sorted(
-    glob.glob(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                       'configs/cls/*.py'))))
+@pytest.mark.parametrize(
+    'config',
+    sorted(
+        glob.glob(
+            osp.join(
+                osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs/cls/*.py'))))
 def test_every_cls_config_builds(config):
     from mmpretrain.registry import MODELS
     init_default_scope('mmpretrain')
@@ -87,11 +96,13 @@ def test_recipe_numbers():
     """Learning rates of the released fine-tuning recipes (docs/recipes.md), for the
     global batch of 1024 / 16384."""
     root = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    lr = {name: Config.fromfile(osp.join(root, 'configs/cls', name)).optim_wrapper
-          for name in ('cmae_vit-base-p16_8xb128-coslr-100e_in1k.py',
-                       'cmae_vit-base-p16_8xb128-coslr-100e_in1k_pt1600e.py',
-                       'conmim_vit-base-p16_8xb128-coslr-100e_in1k.py',
-                       'cmae_vit-base-p16_8xb2048-linear-coslr-90e_in1k.py')}
+    lr = {
+        name: Config.fromfile(osp.join(root, 'configs/cls', name)).optim_wrapper
+        for name in ('cmae_vit-base-p16_8xb128-coslr-100e_in1k.py',
+                     'cmae_vit-base-p16_8xb128-coslr-100e_in1k_pt1600e.py',
+                     'conmim_vit-base-p16_8xb128-coslr-100e_in1k.py',
+                     'cmae_vit-base-p16_8xb2048-linear-coslr-90e_in1k.py')
+    }
     ft300, ft1600, conmim, linear = lr.values()
     assert ft300.optimizer.lr == pytest.approx(5e-4 * 1024 / 256)
     assert ft1600.optimizer.lr == pytest.approx(2.5e-4 * 1024 / 256)
@@ -102,6 +113,7 @@ def test_recipe_numbers():
         assert ow.paramwise_cfg.layer_decay_rate == 0.65
 
 
+@pytest.mark.e2e
 def test_finetune_starts_from_checkpoint(repo_root, cmae_ckpt, imagenet_root):
     """The exact config + options the CLI run below uses: after init_weights the
     encoder equals the checkpoint's online encoder (pos_embed resized 14 -> 4)."""
@@ -118,18 +130,21 @@ def test_finetune_starts_from_checkpoint(repo_root, cmae_ckpt, imagenet_root):
             continue
         torch.testing.assert_close(value, sd['backbone.' + key], rtol=0, atol=0)
         compared += 1
-    assert compared == len([k for k in sd if k.startswith('backbone.')]) - 3  # ln1 x2, pos
+    assert compared == len([k for k in sd if k.startswith('backbone.')
+                            ]) - 3  # ln1 x2, pos
 
 
-@pytest.mark.parametrize('config, linear', [(FINETUNE, False), (LINEAR, True)],
-                         ids=['finetune', 'linear_probe'])
-def test_train_and_test_cli(run_tool, cmae_ckpt, imagenet_root, tmp_path,
-                            config, linear):
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    'config, linear', [(FINETUNE, False), (LINEAR, True)],
+    ids=['finetune', 'linear_probe'])
+def test_train_and_test_cli(run_tool, cmae_ckpt, imagenet_root, tmp_path, config,
+                            linear):
     path, _ = cmae_ckpt
     opts = tiny_options(path, imagenet_root, linear=linear)
     work = str(tmp_path / 'train')
-    proc, t_train = run_tool(['tools/train.py', config,
-                             '--work-dir', work, '--cfg-options'] + as_cli(opts))
+    proc, t_train = run_tool(
+        ['tools/train.py', config, '--work-dir', work, '--cfg-options'] + as_cli(opts))
     log = proc.stdout + proc.stderr
     # the load report of PretrainedEncoder, from inside the real training run
     assert 'TransferViT <- online encoder of' in log and 'loaded' in log
@@ -143,8 +158,9 @@ def test_train_and_test_cli(run_tool, cmae_ckpt, imagenet_root, tmp_path,
     else:  # fine-tuned: moved away from the checkpoint, but not far
         assert not torch.equal(trained[key], pretrained[key])
     test_work = str(tmp_path / 'test')
-    _, t_test = run_tool(['tools/test.py', config, ckpt,
-                         '--work-dir', test_work, '--cfg-options'] + as_cli(opts))
+    _, t_test = run_tool(
+        ['tools/test.py', config, ckpt, '--work-dir', test_work, '--cfg-options'] +
+        as_cli(opts))
     metrics = json.load(open(osp.join(test_work, 'metrics.json')))
     top1 = metrics['accuracy/top1']
     assert 0.0 <= top1 <= 100.0
@@ -152,12 +168,16 @@ def test_train_and_test_cli(run_tool, cmae_ckpt, imagenet_root, tmp_path,
           f'train {t_train:.1f}s test {t_test:.1f}s')
 
 
-@pytest.mark.parametrize('config', sorted(
-    glob.glob(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                       'configs/cls/*.py'))))
+@pytest.mark.parametrize(
+    'config',
+    sorted(
+        glob.glob(
+            osp.join(
+                osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs/cls/*.py'))))
 def test_head_init_is_truncated_at_two_std(config):
     """With MMEngine's default bounds (+-2 absolute) a tiny-std TruncNormal sometimes
-    puts a weight at exactly +-2 (erfinv(+-1) clamped); the configs bound it at 2 std."""
+    puts a weight at exactly +-2 (erfinv(+-1) clamped); the configs bound it at 2
+    std."""
     cfg = Config.fromfile(config)
     for init in cfg.model.head.get('init_cfg') or []:
         if init['type'] == 'TruncNormal':

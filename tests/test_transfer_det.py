@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 
 import cmae_mm  # noqa: F401
-from cmae_mm.testing import build_tiny_coco
-from cmae_mm.testing import run_subprocess
-from cmae_mm.transfer.weight_loading import extract_encoder, load_checkpoint_weights_only
+from cmae_mm.testing import build_tiny_coco, run_subprocess
+from cmae_mm.transfer.weight_loading import (extract_encoder,
+                                             load_checkpoint_weights_only)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DET_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'det', '*.py')))
@@ -31,19 +31,24 @@ def shrink_options(ckpt, data_root, iters=ITERS, size=SIZE):
     """--cfg-options that make a configs/det recipe a tiny CPU run."""
     s = f'({size},{size})'
     opts = [
-        # tiny ViT (the demo configs' arch), global blocks 1 and 3, window 4 on an 8x8 grid
-        'model.backbone.arch.embed_dims=192', 'model.backbone.arch.num_layers=4',
+        # tiny ViT (the demo configs' arch), global blocks 1 and 3, window 4 on an 8x8
+        # grid
+        'model.backbone.arch.embed_dims=192',
+        'model.backbone.arch.num_layers=4',
         'model.backbone.arch.num_heads=3',
         'model.backbone.arch.feedforward_channels=768',
         'model.backbone.arch.global_attn_indexes=[1,3]',
-        f'model.backbone.img_size={size}', 'model.backbone.window_size=4',
+        f'model.backbone.img_size={size}',
+        'model.backbone.window_size=4',
         f'model.backbone.init_cfg.checkpoint={ckpt}',
-        'model.neck.backbone_channel=192', 'model.neck.in_channels=[48,96,192,192]',
+        'model.neck.backbone_channel=192',
+        'model.neck.in_channels=[48,96,192,192]',
         f'model.data_preprocessor.batch_augments.0.size={s}',
         f'model.data_preprocessor.pad_size_divisor={size}',
         # 64 pyramid / head channels (256 in the recipe) and fewer RoIs: the 4conv1fc
         # and mask heads' convolutions are what costs on CPU
-        'model.neck.out_channels=64', 'model.rpn_head.in_channels=64',
+        'model.neck.out_channels=64',
+        'model.rpn_head.in_channels=64',
         'model.rpn_head.feat_channels=64',
         'model.roi_head.bbox_roi_extractor.out_channels=64',
         'model.roi_head.bbox_head.in_channels=64',
@@ -52,9 +57,11 @@ def shrink_options(ckpt, data_root, iters=ITERS, size=SIZE):
         'model.roi_head.mask_roi_extractor.out_channels=64',
         'model.roi_head.mask_head.in_channels=64',
         'model.roi_head.mask_head.conv_out_channels=64',
-        'model.train_cfg.rcnn.sampler.num=64', 'model.train_cfg.rpn_proposal.nms_pre=200',
+        'model.train_cfg.rcnn.sampler.num=64',
+        'model.train_cfg.rpn_proposal.nms_pre=200',
         'model.train_cfg.rpn_proposal.max_per_img=64',
-        'model.test_cfg.rpn.nms_pre=200', 'model.test_cfg.rpn.max_per_img=50',
+        'model.test_cfg.rpn.nms_pre=200',
+        'model.test_cfg.rpn.max_per_img=50',
         # a few iterations leave every class score near 1/81, under the recipe's 0.05
         # threshold; keep all detections so that CocoMetric has results to score
         'model.test_cfg.rcnn.score_thr=0.0',
@@ -62,12 +69,15 @@ def shrink_options(ckpt, data_root, iters=ITERS, size=SIZE):
         f'train_dataloader.dataset.pipeline.3.scale={s}',
         f'train_dataloader.dataset.pipeline.4.crop_size={s}',
         f'train_dataloader.dataset.pipeline.6.size={s}',
-        'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
+        'train_dataloader.batch_size=2',
+        'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False',
         f'train_dataloader.dataset.data_root={data_root}',
-        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+        f'train_cfg.max_iters={iters}',
+        f'train_cfg.val_interval={iters}',
         'train_cfg.dynamic_intervals=None',
-        'default_hooks.logger.interval=1', f'default_hooks.checkpoint.interval={iters}',
+        'default_hooks.logger.interval=1',
+        f'default_hooks.checkpoint.interval={iters}',
     ]
     for split in ('val', 'test'):
         opts += [
@@ -75,7 +85,8 @@ def shrink_options(ckpt, data_root, iters=ITERS, size=SIZE):
             f'{split}_dataloader.num_workers=0',
             f'{split}_dataloader.persistent_workers=False',
             f'{split}_dataloader.dataset.data_root={data_root}',
-            f'{split}_evaluator.ann_file={data_root}/annotations/instances_val2017.json',
+            f'{split}_evaluator.ann_file='
+            f'{data_root}/annotations/instances_val2017.json',
         ]
     return opts
 
@@ -112,23 +123,28 @@ def test_tiny_coco_on_disk_format(coco, photos):
         assert {names[a['category_id']] for a in data['annotations']} <= \
             {'stop sign', 'sports ball', 'kite'}
         assert len(data['annotations']) >= len(data['images'])
-        files = {osp.basename(p) for p in glob.glob(coco[f'{split}_img_dir'] + '/*.jpg')}
+        files = {
+            osp.basename(p)
+            for p in glob.glob(coco[f'{split}_img_dir'] + '/*.jpg')
+        }
         assert files == {im['file_name'] for im in data['images']}
         sizes = {im['id']: (im['height'], im['width']) for im in data['images']}
         for ann in data['annotations']:
             h, w = sizes[ann['image_id']]
             poly = np.array(ann['segmentation'][0]).reshape(-1, 2)
             x, y, bw, bh = ann['bbox']
-            assert (x, y) == tuple(poly.min(0)) and (x + bw, y + bh) == tuple(poly.max(0))
-            mask = mask_utils.decode(mask_utils.merge(
-                mask_utils.frPyObjects(ann['segmentation'], h, w)))
+            assert (x, y) == tuple(poly.min(0)) and (x + bw, y + bh) == tuple(
+                poly.max(0))
+            mask = mask_utils.decode(
+                mask_utils.merge(mask_utils.frPyObjects(ann['segmentation'], h, w)))
             assert ann['area'] == mask.sum() > 50
         # the photograph is really there around the painted objects
         im = data['images'][0]
         img = cv2.imread(osp.join(coco[f'{split}_img_dir'], im['file_name']))[..., ::-1]
         assert max(img.shape[:2]) == 256
-        photo = cv2.resize(photos[im['photo']], img.shape[1::-1],
-                           interpolation=cv2.INTER_AREA).astype(float)
+        photo = cv2.resize(
+            photos[im['photo']], img.shape[1::-1],
+            interpolation=cv2.INTER_AREA).astype(float)
         objects = np.zeros(img.shape[:2], bool)
         for ann in data['annotations']:
             if ann['image_id'] == im['id']:
@@ -142,11 +158,10 @@ def test_tiny_coco_on_disk_format(coco, photos):
 def test_every_det_config_builds(config, coco):
     """Full-size model of each recipe: ViT-B blocks, windows, pyramid, heads, layer
     decay over 12 blocks; the real LSJ pipeline reads the tiny COCO."""
+    from mmdet.registry import DATASETS, MODELS
     from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
-
-    from mmdet.registry import DATASETS, MODELS
     cfg = Config.fromfile(config)
     assert cfg.default_scope == 'mmdet' and 'cmae_mm' in cfg.custom_imports.imports
     init_default_scope('mmdet')
@@ -170,7 +185,8 @@ def test_every_det_config_builds(config, coco):
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     lr = {id(p): g['lr'] for g in wrapper.optimizer.param_groups for p in g['params']}
     for i in (0, 5, 11):
-        assert lr[id(bb.layers[i].attn.qkv.weight)] == pytest.approx(1e-4 * 0.7**(12 - i))
+        assert lr[id(bb.layers[i].attn.qkv.weight)] == pytest.approx(1e-4 *
+                                                                     0.7**(12 - i))
     assert lr[id(bb.patch_embed.projection.weight)] == pytest.approx(1e-4 * 0.7**13)
     assert lr[id(bh.fc_cls.weight)] == pytest.approx(1e-4)
     assert cfg.optim_wrapper.optimizer.weight_decay == 0.1
@@ -185,12 +201,12 @@ def test_every_det_config_builds(config, coco):
     assert tuple(sample['inputs'].shape) == (3, 1024, 1024)  # LSJ crop + pad
 
 
+@pytest.mark.e2e
 def test_det_encoder_starts_as_checkpoint(coco, cmae_ckpt):
     """The shrunk config's detector, initialised, holds the CMAE online encoder."""
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-
-    from mmdet.registry import MODELS
     cfg = Config.fromfile(DET_CONFIGS[0])
     cfg.merge_from_dict(cfg_options_dict(shrink_options(cmae_ckpt, coco['data_root'])))
     init_default_scope('mmdet')
@@ -207,8 +223,9 @@ def test_det_encoder_starts_as_checkpoint(coco, cmae_ckpt):
             assert not v.any(), k  # zeros, as ViTDet initialises them
         elif k == 'pos_embed':
             ref = enc['pos_embed'][:, 1:].reshape(1, src, src, -1).permute(0, 3, 1, 2)
-            ref = F.interpolate(ref, size=(grid, grid), mode='bicubic',
-                                align_corners=False).permute(0, 2, 3, 1)
+            ref = F.interpolate(
+                ref, size=(grid, grid), mode='bicubic',
+                align_corners=False).permute(0, 2, 3, 1)
             torch.testing.assert_close(v, ref, rtol=0, atol=1e-6)
         else:
             assert torch.equal(v, enc[k]), k
@@ -235,6 +252,7 @@ def _metrics(text):
     return found
 
 
+@pytest.mark.e2e
 def test_det_train_and_test_cpu(coco, cmae_ckpt, run_env, tmp_path):
     """tools/train.py a few iterations (checked encoder load, losses, val metric), then
     tools/test.py on the saved checkpoint to CocoMetric bbox/segm mAP."""
@@ -243,8 +261,10 @@ def test_det_train_and_test_cpu(coco, cmae_ckpt, run_env, tmp_path):
     # a short warmup and a larger lr than the recipe's, so that 10 steps show learning
     fast = ['optim_wrapper.optimizer.lr=5e-4', 'param_scheduler.0.end=2']
     work = str(tmp_path / 'work')
-    out, t_train = _run([sys.executable, 'tools/train.py', config, '--work-dir', work,
-                         '--cfg-options', *opts, *fast], run_env, tmp_path / 'train.log')
+    out, t_train = _run([
+        sys.executable, 'tools/train.py', config, '--work-dir', work, '--cfg-options',
+        *opts, *fast
+    ], run_env, tmp_path / 'train.log')
     # the encoder was loaded, checked, from the online encoder of the checkpoint
     m = re.search(r'ViTDet <- online encoder of \S+: loaded (\d+) tensors', out)
     assert m and int(m.group(1)) == 1 + 2 + 12 * 4 + 2 * 4, out[-3000:]
@@ -258,9 +278,10 @@ def test_det_train_and_test_cpu(coco, cmae_ckpt, run_env, tmp_path):
     ckpt = osp.join(work, f'iter_{ITERS}.pth')
     assert osp.isfile(ckpt)
 
-    out, t_test = _run([sys.executable, 'tools/test.py', config, ckpt, '--work-dir',
-                        str(tmp_path / 'test'), '--cfg-options', *opts], run_env,
-                       tmp_path / 'test.log')
+    out, t_test = _run([
+        sys.executable, 'tools/test.py', config, ckpt, '--work-dir',
+        str(tmp_path / 'test'), '--cfg-options', *opts
+    ], run_env, tmp_path / 'test.log')
     metrics = _metrics(out)
     assert all(0.0 <= v <= 1.0 or v == -1.0 for v in metrics.values())
     assert metrics == train_metrics  # same weights, same data, same numbers
@@ -268,6 +289,7 @@ def test_det_train_and_test_cpu(coco, cmae_ckpt, run_env, tmp_path):
           f'losses {losses[0]:.3f} -> {losses[-1]:.3f}, metrics {metrics}')
 
 
+@pytest.mark.e2e
 def test_det_distributed_fp16_compression_cpu(coco, cmae_ckpt, run_env, tmp_path):
     """bash tools/dist_train.sh with 2 CPU processes (gloo) on the 25-epoch config:
     the recipe's fp16 gradient compression is registered on the real DDP model and
@@ -278,10 +300,11 @@ def test_det_distributed_fp16_compression_cpu(coco, cmae_ckpt, run_env, tmp_path
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
     env = dict(run_env, PORT=str(port), PYTHON=sys.executable)
-    out, t = _run(['bash', 'tools/dist_train.sh', config, '2', '--work-dir',
-                   str(tmp_path / 'work'), '--cfg-options',
-                   *shrink_options(cmae_ckpt, coco['data_root'], iters=2)],
-                  env, tmp_path / 'dist.log')
+    out, t = _run([
+        'bash', 'tools/dist_train.sh', config, '2', '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options',
+        *shrink_options(cmae_ckpt, coco['data_root'], iters=2)
+    ], env, tmp_path / 'dist.log')
     assert 'Fp16CompressionHook: gradients are all-reduced in fp16.' in out
     assert 'Distributed training: True' in out and 'GPU number: 2' in out
     assert "type='CPUDistributedDataParallel'" in out  # DDP over gloo (launch.py)

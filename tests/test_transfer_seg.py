@@ -12,13 +12,16 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import cmae_mm  # noqa: F401
-from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
 from cmae_mm.testing import build_tiny_ade20k
+from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
 
 TINY = dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768)
 SEG = 'configs/seg/cmae_vit-base-p16_upernet_8xb2-160k_ade20k-512x512.py'
-EXPECTED_ARCH = {'base': (768, 12, [3, 5, 7, 11]), 'small': (384, 12, [3, 5, 7, 11]),
-                 'large': (1024, 24, [7, 11, 15, 23])}
+EXPECTED_ARCH = {
+    'base': (768, 12, [3, 5, 7, 11]),
+    'small': (384, 12, [3, 5, 7, 11]),
+    'large': (1024, 24, [7, 11, 15, 23])
+}
 
 
 @pytest.fixture(scope='module')
@@ -28,8 +31,8 @@ def cmae_ckpt(cmae_pretrain_ckpt):
 
 @pytest.fixture(scope='module')
 def ade_root(tmp_path_factory):
-    info = build_tiny_ade20k(str(tmp_path_factory.mktemp('ade')), num_train=4,
-                             num_val=2, size=80)
+    info = build_tiny_ade20k(
+        str(tmp_path_factory.mktemp('ade')), num_train=4, num_val=2, size=80)
     return info['data_root']
 
 
@@ -56,9 +59,11 @@ def tiny_options(ckpt, data_root, iters=4):
         'train_dataloader.dataset.pipeline.3.crop_size': (64, 64),  # RandomCrop
     })
     for split in ('train', 'val', 'test'):
-        opts.update({f'{split}_dataloader.dataset.data_root': data_root,
-                     f'{split}_dataloader.num_workers': 0,
-                     f'{split}_dataloader.persistent_workers': False})
+        opts.update({
+            f'{split}_dataloader.dataset.data_root': data_root,
+            f'{split}_dataloader.num_workers': 0,
+            f'{split}_dataloader.persistent_workers': False
+        })
     for split in ('val', 'test'):
         opts[f'{split}_dataloader.dataset.pipeline.1.scale'] = (320, 80)  # Resize
     return opts
@@ -68,7 +73,8 @@ def as_cli(opts):
     out = []
     for k, v in opts.items():
         if isinstance(v, (list, tuple)):  # DictAction: [a,b] -> list, (a,b) -> tuple
-            v = ('[{}]' if isinstance(v, list) else '({})').format(','.join(map(str, v)))
+            v = ('[{}]' if isinstance(v, list) else '({})').format(','.join(
+                map(str, v)))
         out.append(f'{k}={v}')
     return out
 
@@ -82,8 +88,8 @@ def build_tiny_segmentor(repo_root, ckpt, data_root):
 
 
 def test_tiny_ade20k_layout(ade_root):
-    from mmseg.datasets import ADE20KDataset
     import cv2
+    from mmseg.datasets import ADE20KDataset
     for split in ('training', 'validation'):
         imgs = sorted(glob.glob(osp.join(ade_root, 'images', split, '*.jpg')))
         anns = sorted(glob.glob(osp.join(ade_root, 'annotations', split, '*.png')))
@@ -91,16 +97,20 @@ def test_tiny_ade20k_layout(ade_root):
         label = cv2.imread(anns[0], cv2.IMREAD_UNCHANGED)
         assert label.dtype == np.uint8 and label.ndim == 2
         assert set(np.unique(label)) <= set(range(5)) and (label == 0).any()
-    ds = ADE20KDataset(data_root=ade_root,
-                       data_prefix=dict(img_path='images/training',
-                                        seg_map_path='annotations/training'),
-                       pipeline=[])
+    ds = ADE20KDataset(
+        data_root=ade_root,
+        data_prefix=dict(
+            img_path='images/training', seg_map_path='annotations/training'),
+        pipeline=[])
     assert len(ds) == 4 and ds[0]['reduce_zero_label'] is True
 
 
-@pytest.mark.parametrize('config', sorted(
-    glob.glob(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                       'configs/seg/*.py'))))
+@pytest.mark.parametrize(
+    'config',
+    sorted(
+        glob.glob(
+            osp.join(
+                osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs/seg/*.py'))))
 def test_every_seg_config_builds(config):
     from mmseg.registry import MODELS
     init_default_scope('mmseg')
@@ -119,6 +129,7 @@ def test_every_seg_config_builds(config):
     assert model.auxiliary_head.loss_decode.loss_weight == 0.4
 
 
+@pytest.mark.e2e
 def test_segmentor_starts_from_checkpoint(repo_root, cmae_ckpt, ade_root):
     path, sd = cmae_ckpt
     _, model = build_tiny_segmentor(repo_root, path, ade_root)
@@ -138,6 +149,7 @@ def test_segmentor_starts_from_checkpoint(repo_root, cmae_ckpt, ade_root):
     assert [tuple(f.shape[-2:]) for f in pyramid] == [(16, 16), (8, 8), (4, 4), (2, 2)]
 
 
+@pytest.mark.e2e
 def test_layer_decay_really_applies(repo_root, cmae_ckpt, ade_root):
     """lr of every parameter vs lr * 0.65 ** (L + 1 - depth), computed here from the
     parameter names; no weight decay on 1-D tensors, pos_embed and cls_token."""
@@ -163,28 +175,33 @@ def test_layer_decay_really_applies(repo_root, cmae_ckpt, ade_root):
             assert group['weight_decay'] == (0.0 if no_wd else 0.05), name
     assert seen == {n for n, p in model.named_parameters() if p.requires_grad}
     # the extremes, spelled out: embedding 0.65**5, block 0 0.65**4, heads 1
-    lrs = {names[id(p)]: g['lr'] for g in optim_wrapper.optimizer.param_groups
-           for p in g['params']}
-    assert lrs['backbone.patch_embed.projection.weight'] == pytest.approx(
-        1e-4 * 0.65**5)
+    lrs = {
+        names[id(p)]: g['lr']
+        for g in optim_wrapper.optimizer.param_groups
+        for p in g['params']
+    }
+    assert lrs['backbone.patch_embed.projection.weight'] == pytest.approx(1e-4 *
+                                                                          0.65**5)
     assert lrs['backbone.layers.0.attn.qkv.weight'] == pytest.approx(1e-4 * 0.65**4)
     assert lrs['backbone.layers.3.attn.qkv.weight'] == pytest.approx(1e-4 * 0.65)
     assert lrs['decode_head.conv_seg.weight'] == pytest.approx(1e-4)
 
 
+@pytest.mark.e2e
 def test_train_and_test_cli(run_tool, cmae_ckpt, ade_root, tmp_path):
     path, _ = cmae_ckpt
     opts = tiny_options(path, ade_root)
     work = str(tmp_path / 'train')
-    proc, t_train = run_tool(['tools/train.py', SEG, '--work-dir',
-                             work, '--cfg-options'] + as_cli(opts))
+    proc, t_train = run_tool(
+        ['tools/train.py', SEG, '--work-dir', work, '--cfg-options'] + as_cli(opts))
     log = proc.stdout + proc.stderr
     assert 'TransferViT <- online encoder of' in log
     ckpt = osp.join(work, 'iter_4.pth')
     assert osp.isfile(ckpt)
     test_work = str(tmp_path / 'test')
-    _, t_test = run_tool(['tools/test.py', SEG, ckpt, '--work-dir',
-                         test_work, '--cfg-options'] + as_cli(opts))
+    _, t_test = run_tool(
+        ['tools/test.py', SEG, ckpt, '--work-dir', test_work, '--cfg-options'] +
+        as_cli(opts))
     metrics = json.load(open(osp.join(test_work, 'metrics.json')))
     miou = metrics['mIoU']
     assert 0.0 <= miou <= 100.0

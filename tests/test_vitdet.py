@@ -16,8 +16,11 @@ GLOBAL = [1, 3]
 
 
 def tiny_vitdet(img_size=128, window_size=4, **kwargs) -> ViTDet:
-    return ViTDet(arch=dict(TINY, global_attn_indexes=GLOBAL), img_size=img_size,
-                  window_size=window_size, **kwargs)
+    return ViTDet(
+        arch=dict(TINY, global_attn_indexes=GLOBAL),
+        img_size=img_size,
+        window_size=window_size,
+        **kwargs)
 
 
 def tiny_mae_encoder():
@@ -35,8 +38,10 @@ def tiny_mae_encoder():
 def write_pretrain_checkpoint(path, online, target):
     """An MMEngine checkpoint with cmae_mm's pretraining key layout."""
     sd = {f'backbone.{k}': v for k, v in online.state_dict().items()}
-    sd.update({f'target_encoder.module.0.{k}': v
-               for k, v in target.state_dict().items()})
+    sd.update({
+        f'target_encoder.module.0.{k}': v
+        for k, v in target.state_dict().items()
+    })
     sd['target_encoder.module.1.layers.0.weight'] = torch.randn(8, 192)  # projector
     torch.save({'meta': {'epoch': 1}, 'state_dict': sd}, path)
     return sd
@@ -46,8 +51,8 @@ def bicubic_grid(pos_embed, src, dst):
     """Independent resize: drop the cls entry, (1, C, h, w) bicubic, -> (1, H, W, C)."""
     C = pos_embed.shape[-1]
     grid = pos_embed[:, 1:].reshape(1, src, src, C).permute(0, 3, 1, 2)
-    out = F.interpolate(grid.float(), size=(dst, dst), mode='bicubic',
-                        align_corners=False)
+    out = F.interpolate(
+        grid.float(), size=(dst, dst), mode='bicubic', align_corners=False)
     return out.permute(0, 2, 3, 1)
 
 
@@ -100,9 +105,14 @@ def test_drop_path_on_both_branches():
     """With drop probability ~1 both residual branches vanish: the block is identity
     in training (ViTSAM's own block keeps its attention branch)."""
     from mmpretrain.models.backbones.vit_sam import TransformerEncoderLayer
-    kwargs = dict(embed_dims=192, num_heads=3, feedforward_channels=768,
-                  drop_path_rate=1 - 1e-7, window_size=4, input_size=(8, 8),
-                  use_rel_pos=True)
+    kwargs = dict(
+        embed_dims=192,
+        num_heads=3,
+        feedforward_channels=768,
+        drop_path_rate=1 - 1e-7,
+        window_size=4,
+        input_size=(8, 8),
+        use_rel_pos=True)
     x = torch.randn(2, 8, 8, 192)
     ours = ViTDetLayer(**kwargs).train()
     torch.testing.assert_close(ours(x), x, rtol=0, atol=0)
@@ -160,14 +170,18 @@ def test_load_fails_naming_what_is_missing_or_unknown(tmp_path):
 
 
 def test_simple_fpn_levels():
+    from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
     from mmpretrain.models.utils.norm import LayerNorm2d
-
-    from mmdet.registry import MODELS
     init_default_scope('mmdet')  # as in a detection config: 'LN2d' is mmdet's
-    neck = MODELS.build(dict(type='SimpleFPN', backbone_channel=192,
-                             in_channels=[48, 96, 192, 192], out_channels=32,
-                             num_outs=5, norm_cfg=dict(type='LN2d')))
+    neck = MODELS.build(
+        dict(
+            type='SimpleFPN',
+            backbone_channel=192,
+            in_channels=[48, 96, 192, 192],
+            out_channels=32,
+            num_outs=5,
+            norm_cfg=dict(type='LN2d')))
     for conv in list(neck.lateral_convs) + list(neck.fpn_convs):
         assert isinstance(conv.norm, LayerNorm2d) and conv.conv.bias is None
     assert neck.lateral_convs[0].conv.kernel_size == (1, 1)
@@ -182,8 +196,11 @@ def test_simple_fpn_levels():
     y = lat(torch.randn(1, 192, 8, 12))
     torch.testing.assert_close(y.mean(1), torch.zeros(1, 8, 12), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match='in_channels'):
-        MODELS.build(dict(type='SimpleFPN', backbone_channel=192,
-                          in_channels=[192, 384, 768, 768]))
+        MODELS.build(
+            dict(
+                type='SimpleFPN',
+                backbone_channel=192,
+                in_channels=[192, 384, 768, 768]))
 
 
 def test_layer_decay_applies_per_block():
@@ -199,18 +216,22 @@ def test_layer_decay_applies_per_block():
 
     model = Detectorish()
     base_lr, rate, L = 1e-4, 0.7, TINY['num_layers']
-    wrapper = build_optim_wrapper(model, dict(
-        type='OptimWrapper',
-        constructor='BackboneLayerDecayOptimWrapperConstructor',
-        optimizer=dict(type='AdamW', lr=base_lr, weight_decay=0.1),
-        paramwise_cfg=dict(layer_decay_rate=rate, flat_decay_mult=0.0,
-                           custom_keys={'pos_embed': dict(decay_mult=0.0)})))
+    wrapper = build_optim_wrapper(
+        model,
+        dict(
+            type='OptimWrapper',
+            constructor='BackboneLayerDecayOptimWrapperConstructor',
+            optimizer=dict(type='AdamW', lr=base_lr, weight_decay=0.1),
+            paramwise_cfg=dict(
+                layer_decay_rate=rate,
+                flat_decay_mult=0.0,
+                custom_keys={'pos_embed': dict(decay_mult=0.0)})))
     by_param = {id(p): g for g in wrapper.optimizer.param_groups for p in g['params']}
     seen = 0
     for name, p in model.named_parameters():
         m = re.match(r'backbone\.layers\.(\d+)\.', name)
-        depth = (int(m.group(1)) + 1 if m else
-                 0 if name.startswith('backbone.') else L + 1)
+        depth = (
+            int(m.group(1)) + 1 if m else 0 if name.startswith('backbone.') else L + 1)
         group = by_param[id(p)]
         assert group['lr'] == pytest.approx(base_lr * rate**(L + 1 - depth)), name
         no_wd = p.ndim == 1 or name == 'backbone.pos_embed'
@@ -228,9 +249,8 @@ def test_fp16_compression_hook_real_ddp(tmp_path):
     """Real gloo process group (1 process) and MMDistributedDataParallel: after the
     hook, all-reduced gradients are fp16 values; without distribution it is a no-op."""
     import torch.distributed as dist
-    from mmengine.model import MMDistributedDataParallel
-
     from mmdet.registry import HOOKS
+    from mmengine.model import MMDistributedDataParallel
     hook = HOOKS.build(dict(type='Fp16CompressionHook'))
     torch.manual_seed(0)
     x = torch.randn(5, 16)
@@ -242,8 +262,8 @@ def test_fp16_compression_hook_real_ddp(tmp_path):
     plain = torch.nn.Linear(16, 4, bias=False)
     hook.before_train(SimpleNamespace(distributed=False, model=plain))
 
-    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/pg', rank=0,
-                            world_size=1)
+    dist.init_process_group(
+        'gloo', init_method=f'file://{tmp_path}/pg', rank=0, world_size=1)
     try:
         model = torch.nn.Linear(16, 4, bias=False)
         model.load_state_dict(ref.state_dict())

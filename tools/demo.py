@@ -2,7 +2,8 @@
 
     python tools/demo.py [--work-dir work_dirs/demo] [--iters N]
 
-Runs MMEngine's Runner with configs/pretrain/cmae_vit-tiny-p16_1xb8-800iter_demo.py (same algorithm,
+Runs MMEngine's Runner with configs/pretrain/cmae_vit-tiny-p16_1xb8-800iter_demo.py
+(same algorithm,
 views and masking as the ViT-B recipe, tiny sizes), then writes into the work dir:
 
 - ``iter_<N>.pth``: the checkpoint (online encoder ``backbone.*``, target encoder
@@ -29,14 +30,22 @@ DEFAULT_CONFIG = osp.join(REPO_ROOT, 'configs', 'pretrain',
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--work-dir', default='work_dirs/demo',
-                        help='where the photos, logs, checkpoint and figure go')
+    parser.add_argument(
+        '--work-dir',
+        default='work_dirs/demo',
+        help='where the photos, logs, checkpoint and figure go')
     parser.add_argument('--config', default=DEFAULT_CONFIG)
-    parser.add_argument('--iters', type=int, default=None,
-                        help="training iterations (default: the config's)")
-    parser.add_argument('--max-minutes', type=float, default=5.0,
-                        help='stop training early after this many minutes (slow '
-                        'or busy machines); the checkpoint is still written')
+    parser.add_argument(
+        '--iters',
+        type=int,
+        default=None,
+        help="training iterations (default: the config's)")
+    parser.add_argument(
+        '--max-minutes',
+        type=float,
+        default=5.0,
+        help='stop training early after this many minutes (slow '
+        'or busy machines); the checkpoint is still written')
     parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args()
 
@@ -51,7 +60,10 @@ def time_budget_hook(minutes: float):
         def before_train(self, runner) -> None:
             self.start = time.time()
 
-        def after_train_iter(self, runner, batch_idx, data_batch=None,
+        def after_train_iter(self,
+                             runner,
+                             batch_idx,
+                             data_batch=None,
                              outputs=None) -> None:
             if time.time() - self.start > minutes * 60:
                 runner.logger.info(f'[demo] time budget of {minutes} min reached '
@@ -65,8 +77,9 @@ def _center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
     import cv2
     h, w = rgb.shape[:2]
     s = size / min(h, w)
-    rgb = cv2.resize(rgb, (max(size, round(w * s)), max(size, round(h * s))),
-                     interpolation=cv2.INTER_AREA)
+    rgb = cv2.resize(
+        rgb, (max(size, round(w * s)), max(size, round(h * s))),
+        interpolation=cv2.INTER_AREA)
     h, w = rgb.shape[:2]
     y, x = (h - size) // 2, (w - size) // 2
     return rgb[y:y + size, x:x + size]
@@ -76,6 +89,7 @@ def make_figure(model, out_path: str, seed: int = 0) -> str:
     """Rows original / masked / reconstruction for the bundled photographs."""
     import cv2
     import torch
+
     from cmae_mm.testing import load_photos
 
     size = model.backbone.img_size[0]
@@ -101,8 +115,8 @@ def make_figure(model, out_path: str, seed: int = 0) -> str:
     canvas = np.full((H, W, 3), 255, np.uint8)
     for r, (row, label) in enumerate(zip(rows, labels)):
         y = title_h + pad + r * (size + pad)
-        cv2.putText(canvas, label, (8, y + size // 2), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.6, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(canvas, label, (8, y + size // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                    (0, 0, 0), 1, cv2.LINE_AA)
         for c in range(n):
             x0 = label_w + pad + c * (size + pad)
             canvas[y:y + size, x0:x0 + size] = row[c]
@@ -112,8 +126,8 @@ def make_figure(model, out_path: str, seed: int = 0) -> str:
              f'({model.backbone.mask_unit_size}x{model.backbone.mask_unit_size}'
              f'-patch units); reconstruction = predicted masked patches '
              f'(de-normalised with each patch\'s own mean/std, as MAE) + visible ones')
-    cv2.putText(canvas, title, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(canvas, title, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
+                cv2.LINE_AA)
     cv2.imwrite(out_path, canvas[..., ::-1])
     return out_path
 
@@ -124,10 +138,11 @@ def main() -> None:
     os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
     args = parse_args()
     sys.path.insert(0, REPO_ROOT)
-    import cmae_mm  # noqa: F401  (registers the modules)
-    from cmae_mm.testing import write_photo_folder
     from mmengine.config import Config
     from mmengine.runner import Runner
+
+    import cmae_mm  # noqa: F401  (registers the modules)
+    from cmae_mm.testing import write_photo_folder
 
     work_dir = osp.abspath(args.work_dir)
     photo_dir = osp.join(work_dir, 'photos')
@@ -164,9 +179,10 @@ def main() -> None:
         print(f'[demo] {key}: start {first:.4f} (mean of first {k} iters) -> '
               f'end {last:.4f} (mean of last {k}): {trend}')
 
-    fig = make_figure(runner.model, osp.join(work_dir,
-                                             'cmae_demo_reconstruction.png'),
-                      seed=args.seed)
+    fig = make_figure(
+        runner.model,
+        osp.join(work_dir, 'cmae_demo_reconstruction.png'),
+        seed=args.seed)
     print(f'[demo] checkpoint: {ckpt}' + ('' if osp.isfile(ckpt) else ' (MISSING)'))
     print(f'[demo] figure:     {fig}')
 

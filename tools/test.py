@@ -1,4 +1,5 @@
-"""Test (evaluate) a checkpoint with an MMPretrain, MMSegmentation or MMDetection config.
+"""Test (evaluate) a checkpoint with an MMPretrain, MMSegmentation or MMDetection
+config.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--amp]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
@@ -27,10 +28,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--out', help='dump raw predictions to this pickle file')
     parser.add_argument('--amp', action='store_true', help='fp16 test (GPU)')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override config settings, e.g. test_dataloader.batch_size=1')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -54,8 +60,7 @@ def main() -> None:
         cfg.merge_from_dict(args.cfg_options)
     cfg = prepare_launch(cfg, args.launcher)
 
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg))
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()

@@ -1,7 +1,8 @@
 """Train a model from an MMPretrain, MMSegmentation or MMDetection config.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]] [--amp]
-        [--auto-scale-lr] [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
+        [--auto-scale-lr] [--cfg-options KEY=VALUE ...]
+        [--launcher none|pytorch|slurm|mpi]
 
 cmae_mm is imported whatever the config says, so its modules are always registered.
 The same config runs on GPUs (NCCL) and on CPUs (gloo); see cmae_mm/engine/launch.py.
@@ -23,21 +24,30 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
         help='resume from the given checkpoint, or, with no value, from the latest '
         'checkpoint in the work dir')
-    parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision (GPU)')
-    parser.add_argument('--no-validate', action='store_true',
-                        help='do not evaluate during training')
     parser.add_argument(
-        '--auto-scale-lr', action='store_true',
+        '--amp', action='store_true', help='automatic mixed precision (GPU)')
+    parser.add_argument(
+        '--no-validate', action='store_true', help='do not evaluate during training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
         help='scale the lr by actual batch / auto_scale_lr.base_batch_size')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override config settings, e.g. train_dataloader.batch_size=64')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -78,8 +88,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()
 
 

@@ -16,7 +16,8 @@ Source layouts (read from the official code):
 - CMAE (ZhichengHuang/CMAE, MMSelfSup-style), ``{'state_dict': ...}``: online encoder
   ``backbone.*``, momentum encoder ``target_backbone.*`` (or bare keys from its
   ``extract_backbone_weights.py``); the keys are already MMPretrain's ViT keys. Its
-  data pipeline fed BGR images normalised with RGB statistics (docs/checkpoints.md), so the patch
+  data pipeline fed BGR images normalised with RGB statistics (docs/checkpoints.md),
+  so the patch
   embedding is re-expressed exactly for RGB input (:func:`fix_bgr_patch_embed`).
 - ConMIM (TencentARC/ConMIM, BEiT code), ``{'model': ...}``, online and momentum
   model in two files: ``blocks.N.{norm1,attn.qkv,attn.q_bias,attn.v_bias,attn.proj,
@@ -60,14 +61,15 @@ def _rename_timm(key: str) -> Optional[str]:
         return key.replace('patch_embed.proj.', 'patch_embed.projection.')
     if key.startswith('norm.'):
         return 'ln1.' + key[len('norm.'):]
-    if key in ('cls_token', 'pos_embed', 'mask_token') or key.startswith(
-            'rel_pos_bias.'):
+    if key in ('cls_token', 'pos_embed',
+               'mask_token') or key.startswith('rel_pos_bias.'):
         return key
     return None
 
 
-def _convert_timm(state_dict: StateDict, drop: Sequence[str]
-                  ) -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
+def _convert_timm(
+        state_dict: StateDict,
+        drop: Sequence[str]) -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
     out, dropped = OrderedDict(), []
     for key, value in state_dict.items():
         new = None if any(re.match(d, key) for d in drop) else _rename_timm(key)
@@ -78,29 +80,30 @@ def _convert_timm(state_dict: StateDict, drop: Sequence[str]
     return out, dropped
 
 
-def convert_mae_official(state_dict: StateDict
-                         ) -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
+def convert_mae_official(
+        state_dict: StateDict) -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
     """Official MAE encoder (timm names) -> ``VisionTransformer`` keys.
 
     Returns ``(encoder_state_dict, dropped_keys)``; the decoder, ``mask_token`` and any
     key outside the encoder are dropped (and listed).
     """
-    return _convert_timm(state_dict, drop=[r'^decoder', r'^mask_token$', r'^head\.',
-                                           r'^fc_norm\.'])
+    return _convert_timm(
+        state_dict, drop=[r'^decoder', r'^mask_token$', r'^head\.', r'^fc_norm\.'])
 
 
-def convert_beit_official(state_dict: StateDict
-                          ) -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
+def convert_beit_official(
+        state_dict: StateDict) -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
     """Official ConMIM / BEiT encoder -> ``BEiTViT`` keys (``mask_token`` kept)."""
-    return _convert_timm(state_dict, drop=[r'^lm_head\.', r'^projectors\.',
-                                           r'^rel_pos_bias2\.', r'^head\.'])
+    return _convert_timm(
+        state_dict,
+        drop=[r'^lm_head\.', r'^projectors\.', r'^rel_pos_bias2\.', r'^head\.'])
 
 
-def fix_bgr_patch_embed(weight: torch.Tensor,
-                        bias: torch.Tensor,
-                        mean: Sequence[float] = IMAGENET_RGB_MEAN,
-                        std: Sequence[float] = IMAGENET_RGB_STD
-                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+def fix_bgr_patch_embed(
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        mean: Sequence[float] = IMAGENET_RGB_MEAN,
+        std: Sequence[float] = IMAGENET_RGB_STD) -> Tuple[torch.Tensor, torch.Tensor]:
     """Re-express a patch embedding trained on BGR-ordered input normalised with
     RGB-ordered ``mean``/``std`` for RGB input normalised correctly.
 
@@ -123,10 +126,10 @@ def fix_bgr_patch_embed(weight: torch.Tensor,
     return new_w.to(weight.dtype), new_b.to(bias.dtype)
 
 
-def convert_cmae_official(state_dict: StateDict,
-                          bgr_fix: bool = True
-                          ) -> Tuple[Dict[str, 'OrderedDict[str, torch.Tensor]'],
-                                     List[str]]:
+def convert_cmae_official(
+    state_dict: StateDict,
+    bgr_fix: bool = True
+) -> Tuple[Dict[str, 'OrderedDict[str, torch.Tensor]'], List[str]]:
     """Official CMAE checkpoint -> ``{'online': sd, 'target': sd}`` (present ones).
 
     Full pretraining checkpoints hold ``backbone.*`` and ``target_backbone.*``; files
@@ -159,8 +162,9 @@ def convert_cmae_official(state_dict: StateDict,
 def encoder_kind(state_dict: StateDict) -> str:
     """``'beit'`` for BEiT-style encoders (layer scale / relative position), else
     ``'vit'``."""
-    if any(k.endswith('gamma_1') or 'relative_position_bias_table' in k
-           for k in state_dict):
+    if any(
+            k.endswith('gamma_1') or 'relative_position_bias_table' in k
+            for k in state_dict):
         return 'beit'
     return 'vit'
 
@@ -175,18 +179,24 @@ def build_reference_encoder(state_dict: StateDict) -> nn.Module:
                            f'{sorted(state_dict)[:10]} ...')
     embed_dims = state_dict['cls_token'].shape[-1]
     patch = state_dict['patch_embed.projection.weight'].shape[-1]
-    num_layers = 1 + max(int(m.group(1)) for k in state_dict
-                         for m in [re.match(r'^layers\.(\d+)\.', k)] if m)
-    arch = dict(embed_dims=embed_dims, num_layers=num_layers,
-                num_heads=max(1, embed_dims // 64),
-                feedforward_channels=state_dict[
-                    'layers.0.ffn.layers.0.0.weight'].shape[0])
+    num_layers = 1 + max(
+        int(m.group(1)) for k in state_dict
+        for m in [re.match(r'^layers\.(\d+)\.', k)] if m)
+    arch = dict(
+        embed_dims=embed_dims,
+        num_layers=num_layers,
+        num_heads=max(1, embed_dims // 64),
+        feedforward_channels=state_dict['layers.0.ffn.layers.0.0.weight'].shape[0])
     grid = 14
     if 'pos_embed' in state_dict:
         grid = int(round((state_dict['pos_embed'].shape[1] - 1)**0.5))
     if encoder_kind(state_dict) == 'vit':
-        return VisionTransformer(arch=arch, img_size=grid * patch, patch_size=patch,
-                                 final_norm=True, out_type='raw')
+        return VisionTransformer(
+            arch=arch,
+            img_size=grid * patch,
+            patch_size=patch,
+            final_norm=True,
+            out_type='raw')
     tables = [k for k in state_dict if k.endswith('relative_position_bias_table')]
     if tables:
         num_rel, heads = state_dict[tables[0]].shape
@@ -194,8 +204,12 @@ def build_reference_encoder(state_dict: StateDict) -> nn.Module:
         grid = (int(round((num_rel - 3)**0.5)) + 1) // 2
     shared = 'rel_pos_bias.relative_position_bias_table' in state_dict
     return BEiTViT(
-        arch=arch, img_size=grid * patch, patch_size=patch, final_norm=True,
-        out_type='raw', use_abs_pos_emb='pos_embed' in state_dict,
+        arch=arch,
+        img_size=grid * patch,
+        patch_size=patch,
+        final_norm=True,
+        out_type='raw',
+        use_abs_pos_emb='pos_embed' in state_dict,
         use_shared_rel_pos_bias=shared,
         use_rel_pos_bias=bool(tables) and not shared,
         layer_scale_init_value=0.1 if 'layers.0.gamma_1' in state_dict else 0.0,
@@ -213,8 +227,8 @@ def check_encoder(state_dict: StateDict,
     module = build_reference_encoder(state_dict)
     result = module.load_state_dict(OrderedDict(state_dict), strict=False)
     load_state_dict_checked(module, OrderedDict(state_dict), allowed_missing, name)
-    report = dict(missing=list(result.missing_keys),
-                  unexpected=list(result.unexpected_keys))
+    report = dict(
+        missing=list(result.missing_keys), unexpected=list(result.unexpected_keys))
     print(f'{name}: {len(state_dict)} tensors; missing {report["missing"]}; '
           f'unexpected (kept) {report["unexpected"]}')
     return report

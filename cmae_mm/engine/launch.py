@@ -1,7 +1,8 @@
 """Make one config run on GPUs (NCCL) and on CPUs (gloo) without editing it.
 
 MMEngine 0.10.7 assumes CUDA in distributed runs: ``init_dist`` calls
-``torch.cuda.set_device`` and the default DDP wrapper passes ``device_ids=[LOCAL_RANK]``.
+``torch.cuda.set_device`` and the default DDP wrapper passes
+``device_ids=[LOCAL_RANK]``.
 On a machine without a GPU, ``prepare_launch`` initialises the process group with gloo
 itself (MMEngine then skips its own ``init_dist``) and wraps the model in
 :class:`CPUDistributedDataParallel`. With a GPU nothing is changed.
@@ -31,7 +32,8 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
             print_log(
                 'CPU distributed run: SyncBatchNorm layers became BatchNorm '
                 '(per-process statistics); SyncBN needs GPUs.',
-                logger='current', level=30)
+                logger='current',
+                level=30)
             module = revert_sync_batchnorm(module)
         kwargs['device_ids'] = None
         super().__init__(module=module, **kwargs)
@@ -51,10 +53,11 @@ def _init_cpu_process_group(launcher: str, backend: str) -> None:
     elif launcher == 'mpi':
         os.environ.setdefault('RANK', os.environ['OMPI_COMM_WORLD_RANK'])
         os.environ.setdefault('WORLD_SIZE', os.environ['OMPI_COMM_WORLD_SIZE'])
-        os.environ.setdefault('LOCAL_RANK',
-                              os.environ['OMPI_COMM_WORLD_LOCAL_RANK'])
-    missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
-               if k not in os.environ]
+        os.environ.setdefault('LOCAL_RANK', os.environ['OMPI_COMM_WORLD_LOCAL_RANK'])
+    missing = [
+        k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+        if k not in os.environ
+    ]
     if missing:
         raise RuntimeError(
             f'--launcher {launcher} needs the environment variables {missing}; start '
@@ -107,8 +110,9 @@ def prepare_launch(cfg: Config, launcher: str) -> Config:
     if not torch_dist.is_initialized():
         _init_cpu_process_group(launcher, dist_cfg['backend'])
     wrapper = cfg.get('model_wrapper_cfg') or {}
-    if wrapper.get('type', 'MMDistributedDataParallel') in (
-            'MMDistributedDataParallel', 'CPUDistributedDataParallel'):
+    if wrapper.get('type',
+                   'MMDistributedDataParallel') in ('MMDistributedDataParallel',
+                                                    'CPUDistributedDataParallel'):
         wrapper['type'] = 'CPUDistributedDataParallel'
         wrapper.setdefault('broadcast_buffers', False)
         wrapper.setdefault('find_unused_parameters',

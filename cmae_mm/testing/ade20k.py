@@ -33,12 +33,12 @@ def photo_labels(rgb: np.ndarray, num_classes: int = 4, margin: int = 3) -> np.n
 
 
 def build_tiny_ade20k(root: str,
-                     num_train: int = 4,
-                     num_val: int = 2,
-                     size: int = 96,
-                     num_classes: int = 4,
-                     photos: Optional[List[str]] = None,
-                     seed: int = 0) -> Dict[str, object]:
+                      num_train: int = 4,
+                      num_val: int = 2,
+                      size: int = 96,
+                      num_classes: int = 4,
+                      photos: Optional[List[str]] = None,
+                      seed: int = 0) -> Dict[str, object]:
     """Write a tiny ADE20K under ``root``; return ``{'data_root', 'train', 'val'}``.
 
     ``data_root`` is ``root/ADEChallengeData2016`` (what configs call ``data_root``).
@@ -69,10 +69,10 @@ def build_tiny_ade20k(root: str,
             out_wh = (max(size, round(cw * scale)), max(size, round(ch * scale)))
             crop = cv2.resize(crop, out_wh, interpolation=cv2.INTER_AREA)
             stem = f'{prefix}_{i + 1:08d}'
-            cv2.imwrite(osp.join(img_dir, stem + '.jpg'), crop[..., ::-1].copy(),
-                        [cv2.IMWRITE_JPEG_QUALITY, 95])
-            cv2.imwrite(osp.join(ann_dir, stem + '.png'),
-                        photo_labels(crop, num_classes))
+            cv2.imwrite(
+                osp.join(img_dir, stem + '.jpg'), crop[..., ::-1].copy(),
+                [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imwrite(
+                osp.join(ann_dir, stem + '.png'), photo_labels(crop, num_classes))
         counts[split] = num
-    return dict(data_root=data_root, train=counts['training'],
-                val=counts['validation'])
+    return dict(data_root=data_root, train=counts['training'], val=counts['validation'])

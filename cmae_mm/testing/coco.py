@@ -1,4 +1,5 @@
-"""A tiny COCO instance-segmentation dataset, in COCO's on-disk layout, from real photos.
+"""A tiny COCO instance-segmentation dataset, in COCO's on-disk layout, from real
+photos.
 
     root/
       train2017/*.jpg  val2017/*.jpg
@@ -28,11 +29,11 @@ SHAPES = (
     (38, 'kite', (30, 144, 255), 4, 0.),
 )
 #: COCO's 80 category ids, in the order of MMDetection's ``CocoDataset`` class names.
-COCO_CATEGORY_IDS = (
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
-    25, 27, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49,
-    50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74,
-    75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90)
+COCO_CATEGORY_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20,
+                     21, 22, 23, 24, 25, 27, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+                     41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58,
+                     59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79,
+                     80, 81, 82, 84, 85, 86, 87, 88, 89, 90)
 TRAIN_PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'motorcycle_left', 'ihc')
 VAL_PHOTOS = ('hubble_deep_field', 'motorcycle_right', 'retina')
 
@@ -81,9 +82,14 @@ def _annotation(obj: dict, ann_id: int, image_id: int, h: int, w: int) -> dict:
     x0, y0 = obj['polygon'].min(0)
     x1, y1 = obj['polygon'].max(0)
     return dict(
-        id=ann_id, image_id=image_id, category_id=obj['category_id'],
-        segmentation=[flat], area=float(mask_utils.area(rle)),
-        bbox=[float(x0), float(y0), float(x1 - x0), float(y1 - y0)], iscrowd=0)
+        id=ann_id,
+        image_id=image_id,
+        category_id=obj['category_id'],
+        segmentation=[flat],
+        area=float(mask_utils.area(rle)),
+        bbox=[float(x0), float(y0),
+              float(x1 - x0), float(y1 - y0)],
+        iscrowd=0)
 
 
 def coco_categories() -> List[dict]:
@@ -94,8 +100,10 @@ def coco_categories() -> List[dict]:
     """
     from mmdet.datasets import CocoDataset
     names = CocoDataset.METAINFO['classes']
-    cats = [dict(id=i, name=n, supercategory='object')
-            for i, n in zip(COCO_CATEGORY_IDS, names)]
+    cats = [
+        dict(id=i, name=n, supercategory='object')
+        for i, n in zip(COCO_CATEGORY_IDS, names)
+    ]
     by_id = {c['id']: c['name'] for c in cats}
     assert len(cats) == 80 and all(by_id[i] == n for i, n, *_ in SHAPES)
     return cats
@@ -141,20 +149,25 @@ def build_tiny_coco(root: str,
             image_id += 1
             h, w = rgb.shape[:2]
             file_name = f'{image_id:012d}.jpg'
-            cv2.imwrite(osp.join(img_dir, file_name),
-                        np.ascontiguousarray(rgb[..., ::-1]),
-                        [cv2.IMWRITE_JPEG_QUALITY, 95])
-            images.append(dict(id=image_id, file_name=file_name, height=h, width=w,
-                               photo=name))
+            cv2.imwrite(
+                osp.join(img_dir, file_name), np.ascontiguousarray(rgb[..., ::-1]),
+                [cv2.IMWRITE_JPEG_QUALITY, 95])
+            images.append(
+                dict(id=image_id, file_name=file_name, height=h, width=w, photo=name))
             for obj in objects:
                 ann_id += 1
                 annotations.append(_annotation(obj, ann_id, image_id, h, w))
         ann_file = osp.join(root, 'annotations', f'instances_{split}2017.json')
         os.makedirs(osp.dirname(ann_file), exist_ok=True)
         with open(ann_file, 'w') as f:
-            json.dump(dict(info=dict(description='cmae_mm tiny COCO from scikit-image '
-                                     'photographs'), licenses=[], images=images,
-                           annotations=annotations, categories=categories), f)
+            json.dump(
+                dict(
+                    info=dict(description='cmae_mm tiny COCO from scikit-image '
+                              'photographs'),
+                    licenses=[],
+                    images=images,
+                    annotations=annotations,
+                    categories=categories), f)
         out[f'{split}_ann'] = ann_file
         out[f'{split}_img_dir'] = img_dir
     return out

@@ -21,8 +21,10 @@ import numpy as np
 from .photos import load_photos
 
 # The first ImageNet-1K classes, in the order of the 1000-class index.
-IMAGENET_WNIDS = ['n01440764', 'n01443537', 'n01484850', 'n01491361', 'n01494475',
-                  'n01496331', 'n01498041', 'n01514668', 'n01514859']
+IMAGENET_WNIDS = [
+    'n01440764', 'n01443537', 'n01484850', 'n01491361', 'n01494475', 'n01496331',
+    'n01498041', 'n01514668', 'n01514859'
+]
 
 
 def _random_crop(rgb: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -37,13 +39,15 @@ def _random_crop(rgb: np.ndarray, size: int, rng: np.random.Generator) -> np.nda
 
 
 def build_tiny_imagenet(root: str,
-                       num_classes: int = 3,
-                       train_per_class: int = 4,
-                       val_per_class: int = 2,
-                       size: int = 96,
-                       photos: Optional[List[str]] = None,
-                       seed: int = 0) -> Dict[str, object]:
-    """Write a tiny ImageNet into ``root``; return ``{'root', 'classes', 'train', 'val'}``.
+                        num_classes: int = 3,
+                        train_per_class: int = 4,
+                        val_per_class: int = 2,
+                        size: int = 96,
+                        photos: Optional[List[str]] = None,
+                        seed: int = 0) -> Dict[str, object]:
+    """Write a tiny ImageNet into ``root``.
+
+    Returns ``{'root', 'classes', 'train', 'val'}``.
 
     Args:
         root: output folder (created).

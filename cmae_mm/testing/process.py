@@ -5,7 +5,10 @@ import time
 from typing import Dict, Sequence, Tuple
 
 
-def run_subprocess(args: Sequence, env: Dict[str, str], cwd: str, timeout: float = 600,
+def run_subprocess(args: Sequence,
+                   env: Dict[str, str],
+                   cwd: str,
+                   timeout: float = 600,
                    check: bool = True) -> Tuple[subprocess.CompletedProcess, float]:
     """Run a command line and return ``(CompletedProcess, seconds)``.
 
@@ -18,8 +21,8 @@ def run_subprocess(args: Sequence, env: Dict[str, str], cwd: str, timeout: float
     if args[0].endswith('.py') or args[0] in ('-c', '-m'):
         args = [sys.executable] + args
     start = time.time()
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f'{args} exited with {proc.returncode}\n'
                              f'--- stdout (end) ---\n{proc.stdout[-3000:]}\n'

@@ -54,9 +54,12 @@ def _import_optional(part: str) -> None:
         UNAVAILABLE[part] = f'{type(e).__name__}: {e}'
     except Exception as e:  # installed but broken (e.g. an incompatible mmcv)
         UNAVAILABLE[part] = f'{type(e).__name__}: {e}'
-        print_log(f'cmae_mm: {framework} is installed but failed to import '
-                  f'({UNAVAILABLE[part]}); the cmae_mm.transfer.{part} parts are not '
-                  f'registered.', logger='current', level=30)
+        print_log(
+            f'cmae_mm: {framework} is installed but failed to import '
+            f'({UNAVAILABLE[part]}); the cmae_mm.transfer.{part} parts are not '
+            f'registered.',
+            logger='current',
+            level=30)
     else:
         importlib.import_module(f'{__name__}.{part}')
         return

@@ -85,13 +85,15 @@ def extract_encoder(state_dict: Dict[str, torch.Tensor],
         raise KeyError(f'encoder must be one of {sorted(ENCODER_PREFIXES)}, '
                        f'got {encoder!r}.')
     prefix = ENCODER_PREFIXES[encoder]
-    out = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items()
-                      if k.startswith(prefix))
+    out = OrderedDict(
+        (k[len(prefix):], v) for k, v in state_dict.items() if k.startswith(prefix))
     if not out:
         found = sorted({k.split('.')[0] + '.' for k in state_dict})
         raise KeyError(
-            f'No key starts with {prefix!r} (the {encoder} encoder); the checkpoint has '
-            f'top-level prefixes {found}. Is it a cmae_mm pretraining checkpoint? Convert '
+            f'No key starts with {prefix!r} (the {encoder} encoder); the checkpoint '
+            f'has '
+            f'top-level prefixes {found}. Is it a cmae_mm pretraining checkpoint? '
+            f'Convert '
             f'other formats with tools/model_converters first.')
     return out
 
@@ -106,7 +108,8 @@ def load_state_dict_checked(module: nn.Module,
         module: the module to fill.
         state_dict: tensors keyed as in ``module.state_dict()``.
         allowed_missing: regular expressions (``re.search``, so a plain substring works;
-            anchor with ``^`` for a top-level name such as ``'^ln2\\.'``) of keys the caller
+            anchor with ``^`` for a top-level name such as ``'^ln2\\.'``) of keys the
+            caller
             initialises itself (for example a new norm or relative position index
             buffers); every other missing key is an error.
         name: how to call the module in messages.
@@ -117,25 +120,28 @@ def load_state_dict_checked(module: nn.Module,
     name = name or type(module).__name__
     allowed = tuple(allowed_missing)
     result = module.load_state_dict(state_dict, strict=False)
-    missing = [k for k in result.missing_keys
-               if not any(re.search(a, k) for a in allowed)]
+    missing = [
+        k for k in result.missing_keys if not any(re.search(a, k) for a in allowed)
+    ]
     if missing:
         raise KeyError(
             f'{name}: {len(missing)} tensors were not found in the checkpoint: '
             f'{missing[:20]}{" ..." if len(missing) > 20 else ""}. The checkpoint does '
             f'not hold this encoder (wrong prefix or architecture?).')
     loaded = len(state_dict) - len(result.unexpected_keys)
-    print_log(f'{name}: loaded {loaded} tensors; initialised here: '
-              f'{len(result.missing_keys)}; unused from the checkpoint: '
-              f'{result.unexpected_keys}', logger='current')
+    print_log(
+        f'{name}: loaded {loaded} tensors; initialised here: '
+        f'{len(result.missing_keys)}; unused from the checkpoint: '
+        f'{result.unexpected_keys}',
+        logger='current')
 
 
-def load_pretrained_encoder(module: nn.Module,
-                            checkpoint: str,
-                            encoder: str = 'online',
-                            allowed_missing: Iterable[str] = (),
-                            name: Optional[str] = None
-                            ) -> 'OrderedDict[str, torch.Tensor]':
+def load_pretrained_encoder(
+        module: nn.Module,
+        checkpoint: str,
+        encoder: str = 'online',
+        allowed_missing: Iterable[str] = (),
+        name: Optional[str] = None) -> 'OrderedDict[str, torch.Tensor]':
     """Load one encoder of a cmae_mm pretraining checkpoint into ``module``.
 
     Steps: weights-only load of ``checkpoint``; ``extract_encoder(..., encoder)``;
@@ -158,7 +164,9 @@ def load_pretrained_encoder(module: nn.Module,
     if callable(adapt):
         state_dict = adapt(state_dict)
     load_state_dict_checked(
-        module, state_dict, allowed_missing,
+        module,
+        state_dict,
+        allowed_missing,
         name=f'{name or type(module).__name__} <- {encoder} encoder of {checkpoint}')
     return state_dict
 
@@ -222,8 +230,8 @@ class PretrainedEncoderInitMixin:
 
     def init_weights(self) -> None:
         init_cfg = self.init_cfg
-        cfgs: List[dict] = ([init_cfg] if isinstance(init_cfg, dict) else
-                            list(init_cfg or []))
+        cfgs: List[dict] = ([init_cfg]
+                            if isinstance(init_cfg, dict) else list(init_cfg or []))
         late = [c for c in cfgs if _is_pretrained_encoder_cfg(c)]
         if not late:
             return super().init_weights()

@@ -1,4 +1,5 @@
-# CMAE ViT-B/16 ImageNet-1K fine-tuning, recipe of the released CMAE configs (docs/recipes.md),
+# CMAE ViT-B/16 ImageNet-1K fine-tuning, recipe of the released CMAE configs
+# (docs/recipes.md),
 # for a 300-epoch pretraining (base lr 5e-4). The 1600-epoch model uses
 # cmae_vit-base-p16_8xb128-coslr-100e_in1k_pt1600e.py (base lr 2.5e-4).
 #
@@ -19,12 +20,14 @@ model = dict(
     type='ImageClassifier',
     backbone=dict(
         type='TransferViT',  # MMPretrain's VisionTransformer (= MAEViT's keys)
-        arch=dict(embed_dims=768, num_layers=12, num_heads=12,
-                  feedforward_channels=3072),  # ViT-B (docs/recipes.md)
+        arch=dict(
+            embed_dims=768, num_layers=12, num_heads=12,
+            feedforward_channels=3072),  # ViT-B (docs/recipes.md)
         img_size=224,
         patch_size=16,
         drop_path_rate=0.1,  # docs/recipes.md
-        # docs/recipes.md: mean of patch tokens + new LayerNorm (ln2); final norm dropped.
+        # docs/recipes.md: mean of patch tokens + new LayerNorm (ln2); final norm
+        # dropped.
         out_type='avg_featmap',
         final_norm=False,
         init_cfg=dict(
@@ -41,16 +44,22 @@ model = dict(
         # docs/recipes.md: label smoothing 0.1.
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
         # Truncated at +-2 std: MMEngine's default bounds (+-2 absolute, i.e. 1e5 std
-        # at std 2e-5) let the inverse-CDF sampler return erfinv(+-1) = inf, clamped to 2.
+        # at std 2e-5) let the inverse-CDF sampler return erfinv(+-1) = inf, clamped to
+        # 2.
         init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5, a=-4e-5, b=4e-5)]),
 )
 
-# docs/recipes.md: AdamW betas (0.9, 0.999), wd 0.05, layer-wise lr decay 0.65; no decay on
+# docs/recipes.md: AdamW betas (0.9, 0.999), wd 0.05, layer-wise lr decay 0.65; no decay
+# on
 # norms, biases, cls_token, pos_embed (as MMPretrain's MAE fine-tune config).
 optim_wrapper = dict(
     type='OptimWrapper',  # add --amp on GPUs (released configs use mixed precision)
-    optimizer=dict(type='AdamW', lr=base_lr * batch_size / 256, weight_decay=0.05,
-                   eps=1e-8, betas=(0.9, 0.999)),
+    optimizer=dict(
+        type='AdamW',
+        lr=base_lr * batch_size / 256,
+        weight_decay=0.05,
+        eps=1e-8,
+        betas=(0.9, 0.999)),
     constructor='LearningRateDecayOptimWrapperConstructor',
     paramwise_cfg=dict(
         layer_decay_rate=0.65,
@@ -66,11 +75,21 @@ optim_wrapper = dict(
 max_epochs = 100
 warmup_epochs = 5
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0,
-         end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, by_epoch=True,
-         begin=warmup_epochs, end=max_epochs, eta_min=1e-6,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-4,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - warmup_epochs,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=max_epochs,
+        eta_min=1e-6,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
 val_cfg = dict()

@@ -1,4 +1,5 @@
-# Linear probing of a CMAE ViT-B/16 encoder, MAE protocol (docs/recipes.md: none released for
+# Linear probing of a CMAE ViT-B/16 encoder, MAE protocol (docs/recipes.md: none
+# released for
 # CMAE; frozen encoder, cls token + BatchNorm without affine + linear head, LARS lr 6.4
 # at batch 16384, 90 epochs). Warmup 10 epochs and head init std 0.01 are MAE's
 # linprobe settings (as MMPretrain's vit-base-p16_8xb2048-linear-coslr-90e_in1k.py).
@@ -17,8 +18,11 @@ model = dict(
     type='ImageClassifier',
     backbone=dict(
         type='TransferViT',
-        arch=dict(embed_dims=768, num_layers=num_layers, num_heads=12,
-                  feedforward_channels=3072),
+        arch=dict(
+            embed_dims=768,
+            num_layers=num_layers,
+            num_heads=12,
+            feedforward_channels=3072),
         img_size=224,
         patch_size=16,
         frozen_stages=num_layers,  # the whole encoder is frozen (set = num_layers)
@@ -33,7 +37,8 @@ model = dict(
         in_channels=768,
         loss=dict(type='CrossEntropyLoss'),
         # Truncated at +-2 std: MMEngine's default bounds (+-2 absolute, i.e. 1e5 std
-        # at std 2e-5) let the inverse-CDF sampler return erfinv(+-1) = inf, clamped to 2.
+        # at std 2e-5) let the inverse-CDF sampler return erfinv(+-1) = inf, clamped to
+        # 2.
         init_cfg=[dict(type='TruncNormal', layer='Linear', std=0.01, a=-0.02, b=0.02)]),
 )
 
@@ -44,11 +49,21 @@ optim_wrapper = dict(
 max_epochs = 90
 warmup_epochs = 10
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0,
-         end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, by_epoch=True,
-         begin=warmup_epochs, end=max_epochs, eta_min=0.0,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-4,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - warmup_epochs,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=max_epochs,
+        eta_min=0.0,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
 val_cfg = dict()

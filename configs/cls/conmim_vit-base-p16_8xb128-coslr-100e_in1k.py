@@ -1,8 +1,10 @@
-# ConMIM ViT-B/16 ImageNet-1K fine-tuning, ConMIM recipe (docs/recipes.md): batch 1024, lr 4e-3
+# ConMIM ViT-B/16 ImageNet-1K fine-tuning, ConMIM recipe (docs/recipes.md): batch 1024,
+# lr 4e-3
 # (at batch 1024, BEiT-style code: no further scaling), 20 warmup epochs, 100 epochs,
 # layer decay 0.65, drop path 0.1, Mixup 0.8 / CutMix 1.0, RandAugment m9, reprob
 # 0.25, label smoothing 0.1, mean pooling. AdamW betas/wd and the cosine floor (1e-6)
-# follow the BEiT fine-tuning code ConMIM builds on (EXTRAPOLATED, not in the ConMIM release).
+# follow the BEiT fine-tuning code ConMIM builds on (EXTRAPOLATED, not in the ConMIM
+# release).
 #
 # The ONE argument: --cfg-options model.backbone.init_cfg.checkpoint=PATH (a cmae_mm
 # ConMIM pretraining checkpoint). The official example fine-tunes the MOMENTUM model,
@@ -11,7 +13,8 @@
 _base_ = ['../_base_/default_runtime.py', '../_base_/datasets/imagenet_finetune.py']
 
 pretrained = None  # path to a cmae_mm ConMIM pretraining checkpoint
-encoder = 'target'  # docs/recipes.md: the official example fine-tunes the momentum model
+# docs/recipes.md: the official example fine-tunes the momentum model
+encoder = 'target'
 
 lr = 4e-3  # docs/recipes.md, at batch 1024
 batch_size = 1024
@@ -20,8 +23,8 @@ model = dict(
     type='ImageClassifier',
     backbone=dict(
         type='TransferBEiTViT',  # MMPretrain's BEiTViT (= BEiTPretrainViT's keys)
-        arch=dict(embed_dims=768, num_layers=12, num_heads=12,
-                  feedforward_channels=3072),
+        arch=dict(
+            embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072),
         img_size=224,
         patch_size=16,
         drop_path_rate=0.1,  # docs/recipes.md
@@ -47,14 +50,15 @@ model = dict(
         in_channels=768,
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
         # Truncated at +-2 std: MMEngine's default bounds (+-2 absolute, i.e. 1e5 std
-        # at std 2e-5) let the inverse-CDF sampler return erfinv(+-1) = inf, clamped to 2.
+        # at std 2e-5) let the inverse-CDF sampler return erfinv(+-1) = inf, clamped to
+        # 2.
         init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5, a=-4e-5, b=4e-5)]),
 )
 
 optim_wrapper = dict(
     type='OptimWrapper',  # add --amp on GPUs
-    optimizer=dict(type='AdamW', lr=lr, weight_decay=0.05, eps=1e-8,
-                   betas=(0.9, 0.999)),
+    optimizer=dict(
+        type='AdamW', lr=lr, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
     constructor='LearningRateDecayOptimWrapperConstructor',
     paramwise_cfg=dict(
         layer_decay_rate=0.65,  # docs/recipes.md
@@ -70,11 +74,21 @@ optim_wrapper = dict(
 max_epochs = 100  # docs/recipes.md
 warmup_epochs = 20  # docs/recipes.md
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0,
-         end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, by_epoch=True,
-         begin=warmup_epochs, end=max_epochs, eta_min=1e-6,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-4,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - warmup_epochs,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=max_epochs,
+        eta_min=1e-6,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
 val_cfg = dict()

@@ -1,6 +1,8 @@
 # Mask R-CNN + ViTDet ViT-B initialised from the CMAE online encoder, COCO 2017,
-# large-scale jitter at 1024, 100 epochs (docs/recipes.md). Reference (reported, MAE ViT-B, not
-# CMAE): MMDetection's ViTDet Mask R-CNN, 100 epochs: box AP 51.6 / mask AP 45.7 (MMDetection
+# large-scale jitter at 1024, 100 epochs (docs/recipes.md). Reference (reported, MAE
+# ViT-B, not
+# CMAE): MMDetection's ViTDet Mask R-CNN, 100 epochs: box AP 51.6 / mask AP 45.7
+# (MMDetection
 # projects/ViTDet README).
 #   bash tools/dist_train.sh \
 #       configs/det/vitdet_mask-rcnn_cmae-vit-b_lsj-100e_coco.py 8 --amp --cfg-options \
@@ -18,8 +20,8 @@ data_root = 'data/coco/'
 
 model = dict(
     backbone=dict(
-        init_cfg=dict(type='PretrainedEncoder', checkpoint=pretrained,
-                      encoder='online')))
+        init_cfg=dict(
+            type='PretrainedEncoder', checkpoint=pretrained, encoder='online')))
 train_dataloader = dict(dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
@@ -40,7 +42,8 @@ optim_wrapper = dict(
         custom_keys={'pos_embed': dict(decay_mult=0.0)}))
 
 # 100 epochs = 184375 iterations x 64 images / 118k images (docs/recipes.md); 250 warmup
-# iterations from 0.001 x lr, lr x 0.1 at epochs 88 and 96 (MMDetection's ViTDet project).
+# iterations from 0.001 x lr, lr x 0.1 at epochs 88 and 96 (MMDetection's ViTDet
+# project).
 max_iters = 184375
 interval = 5000
 param_scheduler = [

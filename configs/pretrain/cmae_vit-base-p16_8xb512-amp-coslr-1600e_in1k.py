@@ -1,8 +1,10 @@
 # CMAE ViT-B/16, 1600 epochs, the released recipe (github.com/ZhichengHuang/CMAE,
 # configs/pre-training/cmae/cmae_vit-base-p16_32xb128-coslr-1600e_in1k.py; recipe table
 # in docs/recipes.md). Reported: ImageNet-1K fine-tune 84.7 top-1 (CMAE README).
-#   bash tools/dist_train.sh configs/pretrain/cmae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py 8
-# 8 GPUs x 512 = global batch 4096 (released: 32 x 128), lr 1.5e-4 x 4096 / 256 = 2.4e-3.
+# bash tools/dist_train.sh
+# configs/pretrain/cmae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py 8
+# 8 GPUs x 512 = global batch 4096 (released: 32 x 128), lr 1.5e-4 x 4096 / 256 =
+# 2.4e-3.
 # auto_scale_lr is enabled: with another number of GPUs the Runner scales the lr by
 # (GPUs x 512) / 4096.
 # Data: --cfg-options train_dataloader.dataset.data_root=/path/to/imagenet

@@ -1,4 +1,5 @@
-# CMAE ViT-S/16 (384-d, 12 layers, 6 heads: MMPretrain's 'deit-small' arch), 1600 epochs.
+# CMAE ViT-S/16 (384-d, 12 layers, 6 heads: MMPretrain's 'deit-small' arch), 1600
+# epochs.
 # EXTRAPOLATED from the ViT-B recipe (no ViT-S CMAE config was released): decoders
 # (512-d; 8 / 2 blocks), projector / predictor hidden 1536 and out 256, masking
 # (65 % of 2x2 units), batch 4096, lr 1.5e-4 x batch / 256, 40 warm-up epochs and

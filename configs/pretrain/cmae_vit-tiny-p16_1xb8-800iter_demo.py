@@ -57,8 +57,7 @@ train_dataloader = dict(
 max_iters = 800
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(
-        type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05),
     paramwise_cfg=dict(
         custom_keys={
             'ln': dict(decay_mult=0.0),

@@ -1,5 +1,6 @@
 # ConMIM ViT-B/16, 800 epochs on ImageNet-1K. Reported: 83.7 top-1 after fine-tuning
-# (ConMIM paper, arXiv 2205.09616). As the 300-epoch config (batch, lr and warm-up EXTRAPOLATED
+# (ConMIM paper, arXiv 2205.09616). As the 300-epoch config (batch, lr and warm-up
+# EXTRAPOLATED
 # from the released ViT-L command), 800 epochs.
 _base_ = ['./conmim_vit-base-p16_8xb256-amp-coslr-300e_in1k.py']
 

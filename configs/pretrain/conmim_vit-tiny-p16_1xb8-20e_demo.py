@@ -11,11 +11,7 @@ data_root = 'data/demo_photos/'  # any folder of images (no labels needed)
 
 model = dict(
     backbone=dict(
-        arch=dict(
-            embed_dims=192,
-            num_layers=4,
-            num_heads=3,
-            feedforward_channels=768),
+        arch=dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768),
         layer_scale_init_value=0.1),
     # 192 -> 1024 -> 1024 -> 256 (ImageNet configs: D -> 4096 -> 4096 -> 256)
     neck=dict(in_channels=192, hid_channels=1024))

@@ -1,5 +1,6 @@
 # MMPretrain's MAE ViT-B/16, 1600 epochs: the comparison baseline for CMAE, with the
-# settings of MMPretrain 1.2.0's configs/mae/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py
+# settings of MMPretrain 1.2.0's
+# configs/mae/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py
 # (same optimizer and schedule as CMAE's recipe; no 'bn' key: MAE has no BatchNorm).
 # Reported (CMAE README): MAE ViT-B fine-tune 82.9 (300 ep), 83.6 (1600 ep).
 _base_ = [

@@ -1,9 +1,11 @@
 # UperNet + CMAE ViT-B/16 on ADE20K, 512x512, 160k iterations: MMSegmentation's MAE
-# recipe (configs/mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py, docs/recipes.md):
+# recipe (configs/mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py,
+# docs/recipes.md):
 # features of blocks 4/6/8/12, Feature2Pyramid (x4, x2, x1, x0.5), UPerHead 768 ch +
 # FCN auxiliary head (weight 0.4), AdamW lr 1e-4 wd 0.05, layer decay 0.65 (applied by
 # BackboneLayerDecayOptimWrapperConstructor: MMSegmentation's own constructor refuses
-# non-MAE/BEiT class names, docs/software_stack.md), 1500 warmup iterations then poly, sliding-window
+# non-MAE/BEiT class names, docs/software_stack.md), 1500 warmup iterations then poly,
+# sliding-window
 # test (stride 341). Mixed precision as the recipe: add --amp.
 #
 # The ONE argument: --cfg-options model.backbone.init_cfg.checkpoint=PATH (a cmae_mm
@@ -33,8 +35,11 @@ model = dict(
     data_preprocessor=data_preprocessor,
     backbone=dict(
         type='TransferViT',  # MMPretrain's VisionTransformer = CMAE encoder keys
-        arch=dict(embed_dims=embed_dims, num_layers=12, num_heads=12,
-                  feedforward_channels=3072),
+        arch=dict(
+            embed_dims=embed_dims,
+            num_layers=12,
+            num_heads=12,
+            feedforward_channels=3072),
         img_size=crop_size,
         patch_size=16,
         drop_path_rate=0.1,
@@ -43,8 +48,11 @@ model = dict(
         final_norm=False,
         init_cfg=dict(type='PretrainedEncoder', checkpoint=pretrained,
                       encoder=encoder)),
-    neck=dict(type='Feature2Pyramid', embed_dim=embed_dims, rescales=[4, 2, 1, 0.5],
-              norm_cfg=norm_cfg),
+    neck=dict(
+        type='Feature2Pyramid',
+        embed_dim=embed_dims,
+        rescales=[4, 2, 1, 0.5],
+        norm_cfg=norm_cfg),
     decode_head=dict(
         type='UPerHead',
         in_channels=[embed_dims] * 4,
@@ -55,8 +63,7 @@ model = dict(
         num_classes=150,
         norm_cfg=norm_cfg,
         align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                         loss_weight=1.0)),
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
     auxiliary_head=dict(
         type='FCNHead',
         in_channels=embed_dims,
@@ -73,7 +80,8 @@ model = dict(
     train_cfg=dict(),
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
 
-# docs/recipes.md: AdamW lr 1e-4, wd 0.05, layer decay 0.65. No weight decay on 1-D tensors
+# docs/recipes.md: AdamW lr 1e-4, wd 0.05, layer decay 0.65. No weight decay on 1-D
+# tensors
 # (norms, biases), pos_embed and cls_token, as MMSegmentation's MAE constructor.
 optim_wrapper = dict(
     type='OptimWrapper',  # --amp turns it into AmpOptimWrapper (dynamic loss scale)
@@ -89,8 +97,12 @@ optim_wrapper = dict(
 
 warmup_iters = 1500  # docs/recipes.md
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
-         end=warmup_iters),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=warmup_iters, end=160000,
-         by_epoch=False),
+    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=warmup_iters),
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=1.0,
+        begin=warmup_iters,
+        end=160000,
+        by_epoch=False),
 ]

@@ -1,4 +1,5 @@
-# A tiny real MMPretrain training config for the tools tests: a 2-layer ViT classifier on
+# A tiny real MMPretrain training config for the tools tests: a 2-layer ViT classifier
+# on
 # a folder of photographs (one sub-folder per class). `data_root` is set by the test.
 custom_imports = dict(imports=['cmae_mm'], allow_failed_imports=False)
 default_scope = 'mmpretrain'
@@ -10,12 +11,20 @@ model = dict(
     backbone=dict(
         type='VisionTransformer',
         arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
-        img_size=img_size, patch_size=8, out_type='avg_featmap', final_norm=False),
+        img_size=img_size,
+        patch_size=8,
+        out_type='avg_featmap',
+        final_norm=False),
     neck=None,
-    head=dict(type='LinearClsHead', num_classes=2, in_channels=32,
-              loss=dict(type='CrossEntropyLoss')))
+    head=dict(
+        type='LinearClsHead',
+        num_classes=2,
+        in_channels=32,
+        loss=dict(type='CrossEntropyLoss')))
 data_preprocessor = dict(
-    num_classes=2, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+    num_classes=2,
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
     to_rgb=True)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -28,12 +37,14 @@ test_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(
-    batch_size=2, num_workers=0,
+    batch_size=2,
+    num_workers=0,
     dataset=dict(type='CustomDataset', data_root=data_root, pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'))
 val_dataloader = dict(
-    batch_size=2, num_workers=0,
+    batch_size=2,
+    num_workers=0,
     dataset=dict(type='CustomDataset', data_root=data_root, pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'))
@@ -42,7 +53,9 @@ test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))
-param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=False, T_max=8, begin=0, end=8)]
+param_scheduler = [
+    dict(type='CosineAnnealingLR', by_epoch=False, T_max=8, begin=0, end=8)
+]
 train_cfg = dict(by_epoch=False, max_iters=8, val_interval=4)
 val_cfg = dict()
 test_cfg = dict()
@@ -55,8 +68,10 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=4),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
-env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork'),
-               dist_cfg=dict(backend='nccl'))
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork'),
+    dist_cfg=dict(backend='nccl'))
 log_processor = dict(by_epoch=False)
 log_level = 'INFO'
 load_from = None

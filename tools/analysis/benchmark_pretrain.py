@@ -34,15 +34,21 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('configs', nargs='+', help='pretraining config files')
     parser.add_argument('--batch', type=int, default=8, help='images per batch')
-    parser.add_argument('--iters', type=int, default=3,
-                        help='timed iterations (median reported)')
-    parser.add_argument('--warmup', type=int, default=1,
-                        help='untimed iterations first')
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch CPU threads (default: torch default)')
+    parser.add_argument(
+        '--iters', type=int, default=3, help='timed iterations (median reported)')
+    parser.add_argument(
+        '--warmup', type=int, default=1, help='untimed iterations first')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch CPU threads (default: torch default)')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='overrides applied to every config')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='overrides applied to every config')
     return parser.parse_args()
 
 
@@ -53,9 +59,8 @@ def build_batch(cfg, batch: int, photo_dir: str) -> dict:
     from mmengine.registry import TRANSFORMS
 
     from cmae_mm.testing import PHOTO_FILES
-    pipeline = Compose([
-        TRANSFORMS.build(t) for t in cfg.train_dataloader.dataset.pipeline
-    ])
+    pipeline = Compose(
+        [TRANSFORMS.build(t) for t in cfg.train_dataloader.dataset.pipeline])
     files = [osp.join(photo_dir, f'{name}.jpg') for name in PHOTO_FILES]
     np.random.seed(0)
     items = []
@@ -81,10 +86,10 @@ def count_flops(model, data: dict):
 def benchmark(path: str, args, photo_dir: str) -> dict:
     import torch
     from mmengine.config import Config
+    from mmengine.logging import MessageHub
     from mmengine.model import revert_sync_batchnorm
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import DefaultScope, init_default_scope
-    from mmengine.logging import MessageHub
     from mmpretrain.registry import MODELS
 
     cfg = Config.fromfile(path)

@@ -13,25 +13,32 @@ the ConMIM configs load by default), the target encoder. Read weights-only.
 """
 import argparse
 
-from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
 from cmae_mm.converters.encoders import (check_encoder, convert_beit_official,
-                                            save_encoders)
+                                         save_encoders)
+from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('src', help='official ConMIM/BEiT checkpoint')
     parser.add_argument('dst', help='output .pth')
-    parser.add_argument('--as', dest='as_name', choices=['online', 'target'],
-                        default='online', help='which encoder slot to write')
+    parser.add_argument(
+        '--as',
+        dest='as_name',
+        choices=['online', 'target'],
+        default='online',
+        help='which encoder slot to write')
     args = parser.parse_args()
 
     encoder, dropped = convert_beit_official(load_checkpoint_weights_only(args.src))
     print(f'Dropped (not encoder tensors): {dropped}')
     check_encoder(encoder, name=f'ConMIM encoder of {args.src}')
-    save_encoders({args.as_name: encoder}, args.dst,
-                  meta=dict(converted_from=args.src, source='ConMIM official',
-                            converter='conmim_official_to_cmae_mm.py'))
+    save_encoders({args.as_name: encoder},
+                  args.dst,
+                  meta=dict(
+                      converted_from=args.src,
+                      source='ConMIM official',
+                      converter='conmim_official_to_cmae_mm.py'))
     print(f'Wrote {len(encoder)} tensors to {args.dst} as the {args.as_name} encoder.')
 
 

@@ -13,8 +13,9 @@ unexpected ones are reported. The input is read weights-only.
 """
 import argparse
 
-from cmae_mm.transfer.weight_loading import extract_encoder, load_checkpoint_weights_only
 from cmae_mm.converters.encoders import check_encoder, save_encoders
+from cmae_mm.transfer.weight_loading import (extract_encoder,
+                                             load_checkpoint_weights_only)
 
 
 def main() -> None:
@@ -22,8 +23,10 @@ def main() -> None:
     parser.add_argument('src', help='cmae_mm pretraining checkpoint')
     parser.add_argument('dst', help='output .pth')
     parser.add_argument('--encoder', choices=['online', 'target'], default='online')
-    parser.add_argument('--keep-prefix', action='store_true',
-                        help='write a target encoder under target_encoder.module.0.*')
+    parser.add_argument(
+        '--keep-prefix',
+        action='store_true',
+        help='write a target encoder under target_encoder.module.0.*')
     args = parser.parse_args()
 
     encoder = extract_encoder(load_checkpoint_weights_only(args.src), args.encoder)
@@ -32,9 +35,12 @@ def main() -> None:
     allowed = [r'^ln1\.'] if args.encoder == 'target' else []
     check_encoder(encoder, allowed, name=f'{args.encoder} encoder of {args.src}')
     as_name = args.encoder if args.keep_prefix else 'online'
-    save_encoders({as_name: encoder}, args.dst,
-                  meta=dict(converted_from=args.src, encoder=args.encoder,
-                            converter='extract_encoder.py'))
+    save_encoders({as_name: encoder},
+                  args.dst,
+                  meta=dict(
+                      converted_from=args.src,
+                      encoder=args.encoder,
+                      converter='extract_encoder.py'))
     print(f'Wrote the {args.encoder} encoder ({len(encoder)} tensors) to {args.dst} '
           f'as {as_name!r}.')
 

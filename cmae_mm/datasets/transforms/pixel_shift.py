@@ -6,6 +6,7 @@ from mmcv.transforms import BaseTransform, Compose
 from mmcv.transforms.utils import cache_randomness
 from mmpretrain.registry import TRANSFORMS
 
+
 @TRANSFORMS.register_module()
 class PixelShift(BaseTransform):
     """Online and target views of CMAE by pixel shifting (arXiv 2207.13532).
@@ -69,8 +70,7 @@ class PixelShift(BaseTransform):
         dy, dx = self._rand_shift()
         s = self.view_size
         online = img[:s, :s].copy()
-        target = dict(results, img=img[dy:dy + s, dx:dx + s].copy(),
-                      img_shape=(s, s))
+        target = dict(results, img=img[dy:dy + s, dx:dx + s].copy(), img_shape=(s, s))
         target = self.target_pipeline(target)
         results['img'] = [online, target['img']]
         results['img_shape'] = (s, s)

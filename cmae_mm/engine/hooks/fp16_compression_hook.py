@@ -22,8 +22,10 @@ class Fp16CompressionHook(Hook):
 
     def before_train(self, runner) -> None:
         if not runner.distributed:
-            print_log('Fp16CompressionHook: not distributed, no gradient all-reduce '
-                      'to compress.', logger='current')
+            print_log(
+                'Fp16CompressionHook: not distributed, no gradient all-reduce '
+                'to compress.',
+                logger='current')
             return
         model = runner.model
         if not isinstance(model, DistributedDataParallel):
@@ -33,5 +35,5 @@ class Fp16CompressionHook(Hook):
                 f'{type(model).__name__}; remove the hook from `custom_hooks` for '
                 f'other wrappers.')
         model.register_comm_hook(state=None, hook=default_hooks.fp16_compress_hook)
-        print_log('Fp16CompressionHook: gradients are all-reduced in fp16.',
-                  logger='current')
+        print_log(
+            'Fp16CompressionHook: gradients are all-reduced in fp16.', logger='current')

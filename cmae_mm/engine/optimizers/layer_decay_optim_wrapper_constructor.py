@@ -4,7 +4,8 @@ MMPretrain's ``LearningRateDecayOptimWrapperConstructor`` implements the decay b
 the *model* for ``get_layer_depth``, which classifiers have and segmentors and detectors
 lack; MMSegmentation's ``LayerDecayOptimizerConstructor`` only accepts backbones whose
 class name contains ``'MAE'`` or ``'BEiT'`` (``mmseg/engine/optimizers/
-layer_decay_optimizer_constructor.py``), and MMDetection 3.3.0's only knows ConvNeXt. This subclass hands MMPretrain's constructor the backbone's
+layer_decay_optimizer_constructor.py``), and MMDetection 3.3.0's only knows ConvNeXt.
+This subclass hands MMPretrain's constructor the backbone's
 ``get_layer_depth``: patch and position embeddings are depth 0, block ``i`` is depth
 ``i + 1``, everything outside the backbone (neck, heads) and its final norms is depth
 ``L + 1``. With ``L`` blocks and decay ``r``
@@ -24,8 +25,8 @@ from torch import nn
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
-class BackboneLayerDecayOptimWrapperConstructor(
-        LearningRateDecayOptimWrapperConstructor):
+class BackboneLayerDecayOptimWrapperConstructor(LearningRateDecayOptimWrapperConstructor
+                                                ):
     """``LearningRateDecayOptimWrapperConstructor`` for ``model.backbone`` depths.
 
     ``paramwise_cfg`` is that of MMPretrain's constructor (``layer_decay_rate``,
@@ -45,6 +46,7 @@ class BackboneLayerDecayOptimWrapperConstructor(
                     f'Layer-wise lr decay needs `get_layer_depth` on the model '
                     f'({type(module).__name__}) or on its backbone '
                     f'({type(backbone).__name__}); use a backbone that defines it: '
-                    f'TransferViT / TransferBEiTViT (segmentation), ViTDet (detection).')
+                    f'TransferViT / TransferBEiTViT (segmentation), ViTDet (detection).'
+                )
             get_layer_depth = partial(backbone.get_layer_depth, prefix='backbone.')
         super().add_params(params, module, prefix, get_layer_depth, **kwargs)

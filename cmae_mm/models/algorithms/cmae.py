@@ -1,4 +1,5 @@
-"""CMAE: Contrastive Masked Autoencoders (Huang et al., TPAMI 2024, arXiv 2207.13532)."""
+"""CMAE: Contrastive Masked Autoencoders (Huang et al., TPAMI 2024, arXiv
+2207.13532)."""
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -134,8 +135,7 @@ class CMAE(BaseSelfSupervisor):
         online, target = inputs
 
         # online branch: reconstruction
-        latent, mask, ids_restore = self.backbone(
-            online, generator=self.mask_generator)
+        latent, mask, ids_restore = self.backbone(online, generator=self.mask_generator)
         pred = self.neck(latent, ids_restore)  # (B, L, p*p*3)
         loss_rc = self.head.loss(pred, online, mask)
 

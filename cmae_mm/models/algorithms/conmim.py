@@ -2,12 +2,11 @@
 from typing import Dict, List, Optional, Union
 
 import torch
-from torch import nn
-
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.models.utils import CosineEMA
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+from torch import nn
 
 from ..utils import update_target_encoder
 

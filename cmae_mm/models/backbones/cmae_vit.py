@@ -89,9 +89,11 @@ class CMAEViT(MAEViT):
         len_keep = int(hu * wu * (1 - mask_ratio)) * u * u
 
         # one noise value per unit, expanded to its u x u patches
-        noise = torch.rand(N, hu * wu, generator=generator,
-                           device=None if generator is not None
-                           else x.device).to(x.device)
+        noise = torch.rand(
+            N,
+            hu * wu,
+            generator=generator,
+            device=None if generator is not None else x.device).to(x.device)
         noise = noise.view(N, hu, 1, wu, 1).expand(N, hu, u, wu, u)
         noise = noise.reshape(N, L)
         # stable sort: the patches of one unit stay together, so the first

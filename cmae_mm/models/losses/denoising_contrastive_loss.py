@@ -4,7 +4,6 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
-
 from mmpretrain.registry import MODELS
 
 
@@ -53,9 +52,8 @@ class DenoisingContrastiveLoss(BaseModule):
             The scalar loss, averaged over all masked patches of the batch.
         """
         if pred.dim() != 3 or pred.shape != target.shape:
-            raise ValueError(
-                f'pred and target must both be (B, N, C) and equal; got '
-                f'{tuple(pred.shape)} and {tuple(target.shape)}.')
+            raise ValueError(f'pred and target must both be (B, N, C) and equal; got '
+                             f'{tuple(pred.shape)} and {tuple(target.shape)}.')
         B, N, _ = pred.shape
         mask = mask.reshape(B, -1).bool()
         if mask.shape[1] != N:

@@ -1,8 +1,8 @@
-"""MMPretrain's NonLinearNeck applied to every token of a sequence (ConMIM projector)."""
+"""MMPretrain's NonLinearNeck applied to every token of a sequence (the ConMIM
+projector)."""
 from typing import Tuple
 
 import torch
-
 from mmpretrain.models.necks import NonLinearNeck
 from mmpretrain.registry import MODELS
 
@@ -38,8 +38,9 @@ class TokenNonLinearNeck(NonLinearNeck):
             A 1-tuple holding projections of shape (B, L, out_channels).
         """
         if len(x) != 1 or x[0].dim() != 3:
-            raise ValueError('TokenNonLinearNeck expects a 1-tuple with one (B, L, C) '
-                             'tensor (a backbone with out_type="raw" and one out index).')
+            raise ValueError(
+                'TokenNonLinearNeck expects a 1-tuple with one (B, L, C) '
+                'tensor (a backbone with out_type="raw" and one out index).')
         tokens = x[0]
         B, L, C = tokens.shape
         out = super().forward((tokens.reshape(B * L, C), ))[0]

@@ -74,7 +74,8 @@ class TransferViT(PretrainedEncoderInitMixin, VisionTransformer):
 
     Inputs ``(B, 3, H, W)``; outputs as ``VisionTransformer`` (``out_type``
     ``'avg_featmap'``: ``(B, C)`` mean of patch tokens + new LayerNorm ``ln2``;
-    ``'featmap'``: ``(B, C, H/16, W/16)`` per ``out_indices``; ``'cls_token'``: ``(B, C)``).
+    ``'featmap'``: ``(B, C, H/16, W/16)`` per ``out_indices``; ``'cls_token'``:
+    ``(B, C)``).
     """
 
 
@@ -90,8 +91,10 @@ class TransferBEiTViT(PretrainedEncoderInitMixin, BEiTViT):
                                               prefix: str, *args, **kwargs) -> None:
         shared = prefix + 'rel_pos_bias.relative_position_bias_table'
         if self.use_rel_pos_bias and shared in state_dict:
-            print_log('Copy the shared relative position table into each of the '
-                      f'{self.num_layers} blocks.', logger='current')
+            print_log(
+                'Copy the shared relative position table into each of the '
+                f'{self.num_layers} blocks.',
+                logger='current')
             table = state_dict.pop(shared)
             state_dict.pop(prefix + 'rel_pos_bias.relative_position_index', None)
             for i in range(self.num_layers):
@@ -109,9 +112,10 @@ class TransferBEiTViT(PretrainedEncoderInitMixin, BEiTViT):
             src = int(round((loaded.shape[0] - 3)**0.5))
             dst = int(round((current.shape[0] - 3)**0.5))
             state_dict[ckpt_key] = torch.cat([
-                resize_relative_position_bias_table(src, dst, loaded[:-3]),
-                loaded[-3:]
+                resize_relative_position_bias_table(src, dst, loaded[:-3]), loaded[-3:]
             ])
-            print_log(f'Resize {key} from {tuple(loaded.shape)} to '
-                      f'{tuple(current.shape)}.', logger='current')
+            print_log(
+                f'Resize {key} from {tuple(loaded.shape)} to '
+                f'{tuple(current.shape)}.',
+                logger='current')
             state_dict.pop(ckpt_key.replace('bias_table', 'index'), None)

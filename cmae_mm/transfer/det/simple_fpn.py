@@ -11,10 +11,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule, build_norm_layer
+from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from mmpretrain.models.utils.norm import LayerNorm2d
-
-from mmdet.registry import MODELS
 
 if 'LN2d' not in MODELS.module_dict:
     MODELS.register_module('LN2d', module=LayerNorm2d)
@@ -79,16 +78,28 @@ class SimpleFPN(BaseModule):
         self.fpn_convs = nn.ModuleList()
         for in_ch in self.in_channels:
             self.lateral_convs.append(
-                ConvModule(in_ch, out_channels, 1, norm_cfg=norm_cfg,
-                           act_cfg=None, inplace=False))
+                ConvModule(
+                    in_ch,
+                    out_channels,
+                    1,
+                    norm_cfg=norm_cfg,
+                    act_cfg=None,
+                    inplace=False))
             self.fpn_convs.append(
-                ConvModule(out_channels, out_channels, 3, padding=1,
-                           norm_cfg=norm_cfg, act_cfg=None, inplace=False))
+                ConvModule(
+                    out_channels,
+                    out_channels,
+                    3,
+                    padding=1,
+                    norm_cfg=norm_cfg,
+                    act_cfg=None,
+                    inplace=False))
 
     def forward(self, inputs: Tuple[torch.Tensor]) -> Tuple[torch.Tensor]:
         x = inputs[-1]
         feats: List[torch.Tensor] = [
-            self.fpn1(x), self.fpn2(x), self.fpn3(x), self.fpn4(x)
+            self.fpn1(x), self.fpn2(x),
+            self.fpn3(x), self.fpn4(x)
         ]
         outs = [
             fpn_conv(lateral_conv(f)) for f, lateral_conv, fpn_conv in zip(

@@ -23,14 +23,12 @@ from typing import Dict, Optional, Tuple, Union
 import numpy as np
 import torch
 from mmcv.cnn.bricks.drop import build_dropout
+from mmdet.registry import MODELS
 from mmengine.logging import print_log
 from mmengine.model import ModuleList
 from mmpretrain.models.backbones.vit_sam import (TransformerEncoderLayer, ViTSAM,
-                                                 window_partition,
-                                                 window_unpartition)
+                                                 window_partition, window_unpartition)
 from mmpretrain.models.utils import resize_pos_embed
-
-from mmdet.registry import MODELS
 
 from ..weight_loading import PretrainedEncoderInitMixin
 
@@ -38,15 +36,20 @@ from ..weight_loading import PretrainedEncoderInitMixin
 #: ``ViTSAM`` layer. The two classes name them alike (both use mmcv's ``FFN`` and an
 #: ``attn.qkv`` / ``attn.proj`` attention), so the map is the identity; it is spelled
 #: out so that a renamed key fails here instead of going unloaded.
-VIT_TO_VITSAM_BLOCK_KEYS = OrderedDict(
-    (k, k) for k in (
-        'ln1.weight', 'ln1.bias',
-        'attn.qkv.weight', 'attn.qkv.bias',
-        'attn.proj.weight', 'attn.proj.bias',
-        'ln2.weight', 'ln2.bias',
-        'ffn.layers.0.0.weight', 'ffn.layers.0.0.bias',
-        'ffn.layers.1.weight', 'ffn.layers.1.bias',
-    ))
+VIT_TO_VITSAM_BLOCK_KEYS = OrderedDict((k, k) for k in (
+    'ln1.weight',
+    'ln1.bias',
+    'attn.qkv.weight',
+    'attn.qkv.bias',
+    'attn.proj.weight',
+    'attn.proj.bias',
+    'ln2.weight',
+    'ln2.bias',
+    'ffn.layers.0.0.weight',
+    'ffn.layers.0.0.bias',
+    'ffn.layers.1.weight',
+    'ffn.layers.1.bias',
+))
 #: Tensors of the patch embedding (mmcv ``PatchEmbed`` in both classes).
 VIT_TO_VITSAM_STEM_KEYS = OrderedDict(
     (k, k) for k in ('patch_embed.projection.weight', 'patch_embed.projection.bias'))
@@ -163,8 +166,8 @@ class ViTDet(PretrainedEncoderInitMixin, ViTSAM):
             self._freeze_stages()
 
     def adapt_pretrained_state_dict(
-            self, state_dict: Dict[str, torch.Tensor]
-    ) -> 'OrderedDict[str, torch.Tensor]':
+            self, state_dict: Dict[str,
+                                   torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
         """Map a cmae_mm ViT encoder state dict onto this backbone's keys.
 
         Args:
@@ -223,7 +226,8 @@ class ViTDet(PretrainedEncoderInitMixin, ViTSAM):
         print_log(
             f'ViTDet: mapped {len(out) - len(zeroed)} encoder tensors; dropped '
             f'{dropped} (unused by a detector); relative position tables initialised '
-            f'to zeros as in ViTDet: {len(zeroed)}.', logger='current')
+            f'to zeros as in ViTDet: {len(zeroed)}.',
+            logger='current')
         return out
 
     def _pos_embed_to_grid(self, pos_embed: torch.Tensor) -> torch.Tensor:
@@ -233,19 +237,22 @@ class ViTDet(PretrainedEncoderInitMixin, ViTSAM):
             pos_embed = pos_embed.flatten(1, 2)
         else:
             length = pos_embed.shape[1]
-            num_extra = next((n for n in (1, 0, 2)
-                              if length > n and math.isqrt(length - n)**2 == length - n),
-                             None)
+            num_extra = next(
+                (n for n in (1, 0, 2)
+                 if length > n and math.isqrt(length - n)**2 == length - n), None)
             if num_extra is None:
-                raise KeyError(f'ViTDet: pos_embed of shape {tuple(pos_embed.shape)} is '
-                               f'not 1 (cls) + a square grid of patches.')
+                raise KeyError(
+                    f'ViTDet: pos_embed of shape {tuple(pos_embed.shape)} is '
+                    f'not 1 (cls) + a square grid of patches.')
             pos_embed = pos_embed[:, num_extra:]
             side = math.isqrt(length - num_extra)
             src_hw = (side, side)
         dst_hw = tuple(self.patch_resolution)
-        resized = resize_pos_embed(pos_embed, src_hw, dst_hw,
-                                   mode=self.interpolate_mode, num_extra_tokens=0)
+        resized = resize_pos_embed(
+            pos_embed, src_hw, dst_hw, mode=self.interpolate_mode, num_extra_tokens=0)
         if src_hw != dst_hw:
-            print_log(f'ViTDet: resized pos_embed from {src_hw} to {dst_hw} '
-                      f'({self.interpolate_mode}).', logger='current')
+            print_log(
+                f'ViTDet: resized pos_embed from {src_hw} to {dst_hw} '
+                f'({self.interpolate_mode}).',
+                logger='current')
         return resized.reshape(1, *dst_hw, self.embed_dims)

@@ -6,7 +6,8 @@
 data_root = 'data/imagenet/'  # ImageNet layout: train/, meta/train.txt (or folders)
 
 # Strong perturbation, on the full (target) view only (released datasets.py
-# patch_transform_hard; ConMIM paper, asymmetric image perturbation). Images are BGR here, hence the BGR grayscale weights.
+# patch_transform_hard; ConMIM paper, asymmetric image perturbation). Images are BGR
+# here, hence the BGR grayscale weights.
 target_view_pipeline = [
     dict(
         type='RandomApply',
@@ -25,10 +26,7 @@ target_view_pipeline = [
         keep_channels=True,
         channel_weights=(0.114, 0.587, 0.2989)),
     dict(
-        type='GaussianBlur',
-        magnitude_range=(0.1, 2.0),
-        magnitude_std='inf',
-        prob=0.1),
+        type='GaussianBlur', magnitude_range=(0.1, 2.0), magnitude_std='inf', prob=0.1),
     dict(type='Solarize', thr=128, prob=0.2),
 ]
 
@@ -62,15 +60,14 @@ view_transforms = [
         backend='pillow',
         interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5),
-    dict(
-        type='MultiView',
-        num_views=[1, 1],
-        transforms=[[], target_view_pipeline]),
+    dict(type='MultiView', num_views=[1, 1], transforms=[[], target_view_pipeline]),
 ]
 train_pipeline = [dict(type='LoadImageFromFile')] + view_transforms + [
-    simmim_mask_generator, dict(type='PackInputs')]
+    simmim_mask_generator, dict(type='PackInputs')
+]
 blockmask_train_pipeline = [dict(type='LoadImageFromFile')] + view_transforms + [
-    beit_block_mask_generator, dict(type='PackInputs')]
+    beit_block_mask_generator, dict(type='PackInputs')
+]
 
 # 8 GPUs x 256 = 2048 (the released ViT-L command's global batch, 32 x 64; for ViT-S/B
 # extrapolated: no ViT-S/B command was released)
@@ -82,8 +79,4 @@ train_dataloader = dict(
     collate_fn=dict(type='default_collate'),
     drop_last=True,  # released: drop_last=True
     dataset=dict(
-        type='ImageNet',
-        data_root=data_root,
-        split='train',
-        pipeline=train_pipeline))
-
+        type='ImageNet', data_root=data_root, split='train', pipeline=train_pipeline))

@@ -1,4 +1,5 @@
-# ImageNet-1K data for the MAE linear-probing protocol (He et al., MAE, arXiv 2111.06377, Appendix A.2: the field's standard;
+# ImageNet-1K data for the MAE linear-probing protocol (He et al., MAE, arXiv
+# 2111.06377, Appendix A.2: the field's standard;
 # MAE's linprobe: RandomResizedCrop + flip only, test short side 256 + centre crop 224).
 # Layout as in cls_imagenet_finetune.py.
 dataset_type = 'ImageNet'
@@ -13,15 +14,19 @@ data_preprocessor = dict(
 )
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=224, backend='pillow',
-         interpolation='bicubic'),
+    dict(
+        type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow',
-         interpolation='bicubic'),
+    dict(
+        type='ResizeEdge',
+        scale=256,
+        edge='short',
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
 ]
@@ -33,8 +38,8 @@ train_dataloader = dict(
     drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type=dataset_type, data_root=data_root, split='train',
-                 pipeline=train_pipeline),
+    dataset=dict(
+        type=dataset_type, data_root=data_root, split='train', pipeline=train_pipeline),
 )
 val_dataloader = dict(
     batch_size=256,
@@ -42,8 +47,8 @@ val_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type=dataset_type, data_root=data_root, split='val',
-                 pipeline=test_pipeline),
+    dataset=dict(
+        type=dataset_type, data_root=data_root, split='val', pipeline=test_pipeline),
 )
 test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, 5))

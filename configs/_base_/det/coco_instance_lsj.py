@@ -1,7 +1,9 @@
-# COCO 2017 instance segmentation with large-scale jitter at 1024 (ViTDet, docs/recipes.md).
+# COCO 2017 instance segmentation with large-scale jitter at 1024 (ViTDet,
+# docs/recipes.md).
 # Pipelines as in MMDetection's projects/ViTDet/configs/lsj-100e_coco-instance.py,
 # except the test-time padding (moved to the data preprocessor, see below).
-# Layout under data_root: train2017/, val2017/, annotations/instances_{train,val}2017.json
+# Layout under data_root: train2017/, val2017/,
+# annotations/instances_{train,val}2017.json
 dataset_type = 'CocoDataset'
 data_root = 'data/coco/'
 image_size = (1024, 1024)  # docs/recipes.md
@@ -13,10 +15,7 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     # large-scale jitter: scale 0.1-2.0 of 1024, then a 1024 crop (docs/recipes.md)
     dict(
-        type='RandomResize',
-        scale=image_size,
-        ratio_range=(0.1, 2.0),
-        keep_ratio=True),
+        type='RandomResize', scale=image_size, ratio_range=(0.1, 2.0), keep_ratio=True),
     dict(
         type='RandomCrop',
         crop_type='absolute_range',
@@ -35,8 +34,7 @@ test_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(
         type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
 ]
 
 train_dataloader = dict(

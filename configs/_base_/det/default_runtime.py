@@ -1,4 +1,5 @@
-# MMDetection runtime (iteration-based, as ViTDet's schedule), owned here (docs/software_stack.md).
+# MMDetection runtime (iteration-based, as ViTDet's schedule), owned here
+# (docs/software_stack.md).
 default_scope = 'mmdet'
 custom_imports = dict(imports=['cmae_mm'], allow_failed_imports=False)
 
@@ -14,7 +15,8 @@ default_hooks = dict(
         max_keep_ckpts=5),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='DetVisualizationHook'))
-# ViTDet: fp16 compression of the gradient all-reduce (distributed runs only; docs/recipes.md)
+# ViTDet: fp16 compression of the gradient all-reduce (distributed runs only;
+# docs/recipes.md)
 custom_hooks = [dict(type='Fp16CompressionHook')]
 
 env_cfg = dict(

@@ -1,5 +1,7 @@
-# Mask R-CNN with ViTDet's plain ViT-B backbone and simple feature pyramid (docs/recipes.md).
-# Owned here (no `mmdet::` inheritance, docs/software_stack.md); the Mask R-CNN parts are MMDetection
+# Mask R-CNN with ViTDet's plain ViT-B backbone and simple feature pyramid
+# (docs/recipes.md).
+# Owned here (no `mmdet::` inheritance, docs/software_stack.md); the Mask R-CNN parts
+# are MMDetection
 # 3.3.0's and their settings are its configs/_base_/models/mask-rcnn_r50_fpn.py, except
 # where ViTDet differs (marked "ViTDet"): backbone, neck, 2-conv RPN, 4conv1fc box head
 # and mask head with LN2d, 1024x1024 batch padding.
@@ -14,7 +16,8 @@ model = dict(
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
         pad_mask=True,
-        # ViTDet's fixed 1024x1024 input (docs/recipes.md): test images (resized to fit 1024)
+        # ViTDet's fixed 1024x1024 input (docs/recipes.md): test images (resized to fit
+        # 1024)
         # are padded here to the 1024 square, as detectron2's ViTDet `square_pad`;
         # a pipeline `Pad` would also set img_shape to 1024x1024 and let predicted
         # boxes reach into the padding (MMDetection's ViTDet project does that).
@@ -62,8 +65,7 @@ model = dict(
             type='DeltaXYWHBBoxCoder',
             target_means=[.0, .0, .0, .0],
             target_stds=[1.0, 1.0, 1.0, 1.0]),
-        loss_cls=dict(
-            type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
+        loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
         loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
     roi_head=dict(
         type='StandardRoIHead',
@@ -73,7 +75,8 @@ model = dict(
             out_channels=256,
             featmap_strides=[4, 8, 16, 32]),
         bbox_head=dict(
-            type='Shared4Conv1FCBBoxHead',  # ViTDet: 4conv1fc box head (docs/recipes.md)
+            # ViTDet: 4conv1fc box head (docs/recipes.md)
+            type='Shared4Conv1FCBBoxHead',
             conv_out_channels=256,
             norm_cfg=norm_cfg,
             in_channels=256,
@@ -85,8 +88,7 @@ model = dict(
                 target_means=[0., 0., 0., 0.],
                 target_stds=[0.1, 0.1, 0.2, 0.2]),
             reg_class_agnostic=False,
-            loss_cls=dict(
-                type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
+            loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
             loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
         mask_roi_extractor=dict(
             type='SingleRoIExtractor',
@@ -100,8 +102,7 @@ model = dict(
             conv_out_channels=256,
             norm_cfg=norm_cfg,  # ViTDet: LN in the mask head
             num_classes=80,
-            loss_mask=dict(
-                type='CrossEntropyLoss', use_mask=True, loss_weight=1.0))),
+            loss_mask=dict(type='CrossEntropyLoss', use_mask=True, loss_weight=1.0))),
     train_cfg=dict(
         rpn=dict(
             assigner=dict(

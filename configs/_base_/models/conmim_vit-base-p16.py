@@ -54,10 +54,9 @@ model = dict(
             dict(type='Constant', val=1, layer=['_BatchNorm'])
         ]),
     head=dict(
-        type='MIMHead',
-        loss=dict(type='DenoisingContrastiveLoss', temperature=0.1)),  # --temp 0.1
+        type='MIMHead', loss=dict(type='DenoisingContrastiveLoss',
+                                  temperature=0.1)),  # --temp 0.1
     # target m: cosine 0.996 -> 1.0 over all iterations (released --t_momentum 0.996);
     # CosineEMA takes 1 - m
     base_momentum=0.004,
     end_momentum=0.0)
-

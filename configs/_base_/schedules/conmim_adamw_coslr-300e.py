@@ -7,8 +7,7 @@
 lr = 7.5e-4  # ViT-L command (batch 2048); ViT-S/B: extrapolated from it
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(
-        type='AdamW', lr=lr, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=lr, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.05),
     clip_grad=dict(max_norm=1.0),
     paramwise_cfg=dict(
         norm_decay_mult=0.0,

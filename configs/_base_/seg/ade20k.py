@@ -1,4 +1,5 @@
-# ADE20K (MMSegmentation 1.2.2 configs/_base_/datasets/ade20k.py): data_root/{images,annotations}/{training,validation}, JPEG images,
+# ADE20K (MMSegmentation 1.2.2 configs/_base_/datasets/ade20k.py):
+# data_root/{images,annotations}/{training,validation}, JPEG images,
 # PNG labels 0..150 with 0 = "other" -> reduce_zero_label maps it to 255 (ignored) and
 # the 150 classes to 0..149. Pipelines as MMSegmentation's _base_/datasets/ade20k.py.
 dataset_type = 'ADE20KDataset'
@@ -7,8 +8,9 @@ crop_size = (512, 512)  # docs/recipes.md
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0),
-         keep_ratio=True),
+    dict(
+        type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0),
+        keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
@@ -30,8 +32,8 @@ train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
-        data_prefix=dict(img_path='images/training',
-                         seg_map_path='annotations/training'),
+        data_prefix=dict(
+            img_path='images/training', seg_map_path='annotations/training'),
         pipeline=train_pipeline),
 )
 val_dataloader = dict(
@@ -42,8 +44,8 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
-        data_prefix=dict(img_path='images/validation',
-                         seg_map_path='annotations/validation'),
+        data_prefix=dict(
+            img_path='images/validation', seg_map_path='annotations/validation'),
         pipeline=test_pipeline),
 )
 test_dataloader = val_dataloader

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# One idempotent set-up of cmae_mm's environment (docs/software_stack.md):
+# One idempotent set-up of cmae_mm's environment (docs/installation.md,
+# docs/software_stack.md), with the exact versions of requirements/constraints.txt:
 #   1. a git-ignored virtual environment in <repo>/.venv (override: CMAE_MM_VENV);
-#   2. torch + torchvision, pinned together;
+#   2. torch + torchvision, pinned together (constraints);
 #   3. mmcv 2.1.0 with compiled ops, built once from its PyPI source distribution with the
 #      C++20 change applied here, and cached as a wheel outside the repo
 #      (CMAE_MM_CACHE, default ~/.cache/cmae_mm) keyed by mmcv/torch/python/CUDA versions;
-#   4. the rest of the stack, the test dependencies and cmae_mm itself (editable).
+#   4. cmae_mm itself, editable, with all extras ([seg], [det], [tests]) under the
+#      constraints: install_requires gives ranges, the constraints file the versions.
 # Running it again when nothing changed takes about a second (a stamp file records what
 # was installed). Usage: bash tools/setup_env.sh [--force]
 set -euo pipefail
@@ -39,13 +41,15 @@ else
 fi
 VPY="$VENV/bin/python"
 PIP=("$VPY" -m pip install --disable-pip-version-check)
+CONSTRAINTS=(-c "$REPO/requirements/constraints.txt")
 "${PIP[@]}" -q --upgrade pip
-"${PIP[@]}" -q -r "$REPO/requirements/build.txt"
+"${PIP[@]}" -q "${CONSTRAINTS[@]}" -r "$REPO/requirements/build.txt"
 
 # 2. torch + torchvision ---------------------------------------------------------------
 T=$(date +%s)
-log "2/4 installing torch + torchvision ($(grep -v '^#' "$REPO/requirements/torch.txt" | xargs))"
-"${PIP[@]}" -q -r "$REPO/requirements/torch.txt"
+log "2/4 installing torch + torchvision ($(grep -E '^(torch|torchvision)==' \
+  "$REPO/requirements/constraints.txt" | xargs))"
+"${PIP[@]}" -q "${CONSTRAINTS[@]}" torch torchvision
 TORCH_VERSION=$("$VPY" -c 'import torch; print(torch.__version__.split("+")[0])')
 PY_TAG=$("$VPY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 log "    torch $TORCH_VERSION ready ($(elapsed "$T"))"
@@ -88,15 +92,12 @@ else
   "${PIP[@]}" -q --no-deps "$WHEEL_DIR"/mmcv-*.whl
 fi
 
-# 4. the rest, tests, cmae_mm ----------------------------------------------------------
+# 4. cmae_mm with all extras -----------------------------------------------------------
 T=$(date +%s)
-log "4/4 installing the OpenMMLab stack, test dependencies and cmae_mm (editable)"
-"${PIP[@]}" -q -r "$REPO/requirements/runtime.txt" -r "$REPO/requirements/tests.txt" \
-  -r "$REPO/requirements/torch.txt"
-# mmcv is already installed from the wheel above; --no-deps keeps pip from touching it
-# (and torch) while it adds the pure-Python packages.
-"${PIP[@]}" -q --no-deps $(grep -v -e '^#' -e '^mmcv' "$REPO/requirements/mminstall.txt")
-"${PIP[@]}" -q --no-deps --no-build-isolation -e "$REPO"
+log "4/4 installing cmae_mm (editable) with extras seg, det, tests under the constraints"
+# mmcv is already installed from the wheel above and satisfies the ranges; the
+# constraints keep pip from changing torch or anything else verified.
+"${PIP[@]}" -q "${CONSTRAINTS[@]}" --no-build-isolation -e "$REPO[all]"
 "$VPY" -c 'import mmcv._ext, mmengine, mmpretrain, mmseg, mmdet; print("import check ok: mmcv", mmcv.__version__, "mmpretrain", mmpretrain.__version__, "mmseg", mmseg.__version__, "mmdet", mmdet.__version__)'
 log "    done ($(elapsed "$T"))"
 

@@ -63,6 +63,8 @@ def exists_in_frameworks(path):
 def cited_paths():
     """``(file, line number, path, external marker or None)`` for every citation."""
     for name in tracked_files():
+        if name == 'tests/test_docs.py':  # this file cites missing paths on purpose
+            continue
         with open(osp.join(REPO, name), errors='replace') as f:
             lines = f.read().split('\n')
         for i, line in enumerate(lines):

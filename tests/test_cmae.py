@@ -31,7 +31,8 @@ def _tiny_cmae(registry, repo_root, **model_overrides):
     model = revert_sync_batchnorm(registry.build(cfg.model))
     model.init_weights()
     model.train()
-    MessageHub.get_current_instance().update_info('max_iters', 100)
+    # a fresh message hub: not inside a Runner's training loop
+    MessageHub.get_instance(f'cmae_test_{id(model)}')
     return model
 
 
@@ -192,56 +193,60 @@ def test_tensor_mode_and_reconstruct(registry, repo_root, photos):
 
 
 # --------------------------------------------------------------------------- EMA
-def test_ema_target_update_and_no_gradient(registry, repo_root, photos):
-    from mmengine.optim import OptimWrapper
-    model = _tiny_cmae(registry, repo_root)  # demo config: m = 0.99
-    mom = 1 - 0.99
-    online, target = _views(photos)
-    optim = OptimWrapper(
-        torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3))
-    data = dict(inputs=[online * 58 + 120, target * 58 + 120], data_samples=None)
+def _online_params(model):
+    named = dict(model.backbone.named_parameters(prefix='0'))
+    named.update(model.projector.named_parameters(prefix='1'))
+    return {k: v.detach().clone() for k, v in named.items()}
 
-    def online_params():
-        named = dict(model.backbone.named_parameters(prefix='0'))
-        named.update(model.projector.named_parameters(prefix='1'))
-        return {k: v.detach().clone() for k, v in named.items()}
 
-    # the target holds exactly the encoder and the projector
+def test_target_starts_as_copy_and_gets_no_gradient(registry, repo_root, photos):
+    model = _tiny_cmae(registry, repo_root)
     tgt = dict(model.target_encoder.module.named_parameters())
-    assert set(tgt) == set(online_params())
+    online = _online_params(model)
+    # the target holds exactly the encoder and the projector, equal after init
+    # (release CMAE.init_weights copies them)
+    assert set(tgt) == set(online)
+    for k, v in tgt.items():
+        assert torch.equal(v, online[k]), k
+    assert all(not p.requires_grad for p in tgt.values())
     n_dec = sum(p.numel()
                 for m in (model.neck, model.feature_decoder, model.contrastive_head)
                 for p in m.parameters())
     assert n_dec > 0
-    assert sum(p.numel() for p in model.target_encoder.parameters()) == \
-        sum(p.numel() for p in online_params().values())
-    assert all(not p.requires_grad for p in tgt.values())
-
-    # backward through both losses reaches the online encoder, never the target
-    losses = model.loss([online, target], None)
+    # backward through both losses reaches the online modules, never the target
+    view_a, view_b = _views(photos)
+    losses = model.loss([view_a, view_b], None)
     (losses['loss_rc'] + losses['loss_ct']).backward()
     assert model.backbone.layers[0].attn.qkv.weight.grad is not None
     assert model.feature_decoder.decoder_pred.weight.grad is not None
     assert all(p.grad is None for p in model.target_encoder.parameters())
-    model.zero_grad(set_to_none=True)
-    model.target_encoder.steps.zero_()  # back to "never updated"
 
-    # step 1 copies the online weights (as MMPretrain's MoCo v3)
-    before = online_params()
-    model.train_step(data, optim)
-    for k, v in tgt.items():
-        assert torch.equal(v, before[k]), k
-    # later steps: target = m * target + (1 - m) * online
-    for _ in range(2):
-        theta_s, theta_t = online_params(), {k: v.clone() for k, v in tgt.items()}
+
+def test_target_is_the_ema_of_the_online_weights_after_each_step(
+        registry, repo_root, photos):
+    """After k optimizer steps + updates, the target equals the EMA of the online
+    weights after those k steps, computed here independently:
+    t_0 = theta_0, t_k = m t_{k-1} + (1 - m) theta_k; buffers are the target's own."""
+    from mmengine.optim import OptimWrapper
+    model = _tiny_cmae(registry, repo_root)  # demo config: m = 0.99
+    m = 0.99
+    view_a, view_b = _views(photos)
+    optim = OptimWrapper(
+        torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3))
+    data = dict(inputs=[view_a * 58 + 120, view_b * 58 + 120], data_samples=None)
+    expected = _online_params(model)
+    target_bn = model.target_encoder.module[1].bn0
+    for k in range(3):
         model.train_step(data, optim)
-        changed = 0
-        for k, v in tgt.items():
-            expect = (1 - mom) * theta_t[k] + mom * theta_s[k]
-            torch.testing.assert_close(v, expect, rtol=1e-6, atol=1e-7)  # 1 ulp
-            changed += int(not torch.equal(v, theta_t[k]))
-        assert changed > len(tgt) // 2
-        assert all(p.grad is None for p in model.target_encoder.parameters())
+        theta = _online_params(model)
+        model.update_target(k, 3)
+        expected = {n: m * expected[n] + (1 - m) * theta[n] for n in expected}
+    for n, v in model.target_encoder.module.named_parameters():
+        torch.testing.assert_close(v, expected[n], rtol=1e-5, atol=1e-7, msg=n)
+    assert int(model.target_encoder.steps) == 3
+    # parameters only: the target's BatchNorm statistics are its own (its forward
+    # in training mode updated them), not copies of the online projector's
+    assert not torch.equal(target_bn.running_mean, model.projector.bn0.running_mean)
     # the online side is trained by gradient: encoder, both decoders, predictor
     watched = {
         'encoder': model.backbone.layers[0].attn.qkv.weight,
@@ -256,6 +261,70 @@ def test_ema_target_update_and_no_gradient(registry, repo_root, photos):
         assert not torch.equal(v, snap[k]), k
 
 
+def test_loss_outside_training_leaves_the_target_unchanged(registry, repo_root, photos):
+    model = _tiny_cmae(registry, repo_root)
+    before = {k: v.clone() for k, v in model.target_encoder.state_dict().items()}
+    view_a, view_b = _views(photos, n=2)
+    with torch.no_grad():
+        model.loss([view_a, view_b], None)  # training mode, no optimizer step
+        model.eval()
+        model.loss([view_a, view_b], None)
+    after = model.target_encoder.state_dict()
+    for k, v in before.items():
+        if 'running' in k or 'num_batches' in k:
+            continue  # the target's own BN statistics move in training mode
+        assert torch.equal(v, after[k]), k
+    assert int(after['steps']) == 0
+
+
+def test_momentum_coefficient_schedules(registry, repo_root):
+    """m_k = m_end - (m_end - m_0)(cos(pi k / K) + 1) / 2, the release hooks' form."""
+    import math
+    constant = _tiny_cmae(registry, repo_root)  # demo: 1 - m = 0.01
+    assert constant.target_encoder.ema_coefficient(0, 10) == pytest.approx(0.99)
+    assert constant.target_encoder.ema_coefficient(7, 10) == pytest.approx(0.99)
+    cosine = _tiny_cmae(registry, repo_root, base_momentum=0.004, end_momentum=0.0)
+    for k, K in ((0, 100), (25, 100), (50, 100), (100, 100)):
+        ref = 1 - (1 - 0.996) * (math.cos(math.pi * k / K) + 1) / 2
+        assert cosine.target_encoder.ema_coefficient(k, K) == pytest.approx(ref)
+    with pytest.raises(ValueError, match='1 - m'):
+        _tiny_cmae(registry, repo_root, end_momentum=2.0)
+
+
+def test_training_in_a_runner_without_the_hook_is_refused(registry, repo_root, photos):
+    """Inside MMEngine's training loop (message hub 'loop_stage' == 'train') a model
+    without TargetUpdateHook stops with an error naming it."""
+    from mmengine.logging import MessageHub
+    model = _tiny_cmae(registry, repo_root)
+    hub = MessageHub.get_current_instance()
+    hub.update_info('loop_stage', 'train')
+    view_a, view_b = _views(photos, n=2)
+    with pytest.raises(RuntimeError, match='TargetUpdateHook'):
+        model.loss([view_a, view_b], None)
+    model.target_update_hook_registered = True  # what the hook's before_train does
+    model.loss([view_a, view_b], None)
+    hub.pop_info('loop_stage')
+
+
+def test_target_cls_option(registry, repo_root, photos):
+    """target_cls=False (release option): the target runs on the patch tokens alone,
+    which changes its output; the default runs with the cls token."""
+    model = _tiny_cmae(registry, repo_root)
+    x, _ = _views(photos, n=2)
+    enc = model.target_encoder.module[0]
+    with torch.no_grad():
+        with_cls = enc.forward_target(x)
+        without = enc.forward_target(x, use_cls=False)
+        # reference without cls: the blocks over patch tokens + position embedding
+        tokens = enc.patch_embed(x)[0] + enc.pos_embed[:, 1:]
+        for layer in enc.layers:
+            tokens = layer(tokens)
+    torch.testing.assert_close(without, tokens.mean(1))
+    assert not torch.allclose(with_cls, without)
+    no_cls = _tiny_cmae(registry, repo_root, target_cls=False)
+    assert no_cls.target_cls is False
+
+
 def test_mask_generator_state_is_checkpointed(registry, repo_root):
     a = _tiny_cmae(registry, repo_root)
     torch.rand(3, generator=a.mask_generator)
@@ -268,21 +337,6 @@ def test_mask_generator_state_is_checkpointed(registry, repo_root):
     assert torch.equal(
         torch.rand(5, generator=a.mask_generator),
         torch.rand(5, generator=b.mask_generator))
-
-
-def test_cosine_momentum_needs_runner_info(registry, repo_root, photos):
-    from mmengine.logging import MessageHub
-    model = _tiny_cmae(registry, repo_root, end_momentum=0.0)
-    # a new MessageHub becomes the current one and has no max_iters
-    MessageHub.get_instance('cmae_test_fresh_hub')
-    assert MessageHub.get_current_instance().get_info('max_iters') is None
-    online, target = _views(photos, n=2)
-    with pytest.raises(RuntimeError, match='max_iters'):
-        model.loss([online, target], None)
-    # a constant m needs no schedule information
-    model = _tiny_cmae(registry, repo_root)
-    MessageHub.get_instance('cmae_test_fresh_hub_2')
-    model.loss([online, target], None)
 
 
 def test_views_are_required(registry, repo_root, photos):

@@ -251,26 +251,28 @@ def test_loss_is_the_head_loss_of_online_vs_target(tiny_cfg):
 
 
 def test_momentum_schedule_start_middle_end(tiny_cfg):
+    """The target starts as a copy of the online model (parameters and buffers, as
+    the release's load_state_dict), then each update after an optimizer step is
+    theta_t <- m_k theta_t + (1 - m_k) theta_s with the release's cosine
+    m_k = 1 - (1 - 0.996)(1 + cos(pi k / K)) / 2, parameters only."""
     total = 100
-    _set_max_iters(total)
     model = _model(tiny_cfg)
-    views, samples = _batch(b=2, seed=4)
-    with torch.no_grad():
-        model.loss(views, samples)  # first call: the target copies the online model
     tgt_enc, tgt_proj = model.target_encoder.module
     torch.testing.assert_close(tgt_enc.cls_token, model.backbone.cls_token)
+    torch.testing.assert_close(tgt_proj.bn0.running_var, model.neck.bn0.running_var)
 
-    def m_expected(k):  # ConMIM: m = 1 - (1 - 0.996) * (1 + cos(pi k / K)) / 2
+    def m_expected(k):
         return 1 - (1 - 0.996) * (1 + math.cos(math.pi * k / total)) / 2
 
-    for k, m_nominal in ((1, 0.996), (total // 2, 0.998), (total, 1.0)):
+    for k, m_nominal in ((0, 0.996), (total // 2, 0.998), (total, 1.0)):
         with torch.no_grad():
             model.backbone.cls_token.fill_(1.0)
             tgt_enc.cls_token.fill_(0.0)
             model.neck.fc0.weight.fill_(1.0)
             tgt_proj.fc0.weight.fill_(0.0)
-            model.target_encoder.steps.fill_(k)
-            model.loss(views, samples)  # updates the target before using it
+            model.neck.bn0.running_mean.fill_(5.0)
+            tgt_proj.bn0.running_mean.fill_(-1.0)
+        model.update_target(k, total)
         m = m_expected(k)
         assert m == pytest.approx(m_nominal, abs=1e-5)
         # theta_t <- m * 0 + (1 - m) * 1
@@ -278,6 +280,19 @@ def test_momentum_schedule_start_middle_end(tiny_cfg):
                                    torch.full_like(tgt_enc.cls_token, 1 - m))
         torch.testing.assert_close(tgt_proj.fc0.weight,
                                    torch.full_like(tgt_proj.fc0.weight, 1 - m))
+        # buffers are not averaged nor copied: the target keeps its own statistics
+        assert torch.all(tgt_proj.bn0.running_mean == -1.0)
+
+
+def test_loss_has_no_side_effect_on_the_target(tiny_cfg):
+    model = _model(tiny_cfg)
+    before = {k: v.clone() for k, v in model.target_encoder.named_parameters()}
+    views, samples = _batch(seed=6)
+    with torch.no_grad():
+        model.loss(views, samples)
+    for k, v in model.target_encoder.named_parameters():
+        assert torch.equal(v, before[k]), k
+    assert int(model.target_encoder.steps) == 0
 
 
 def test_checkpoint_keys_load_into_downstream_beit(tiny_cfg, tmp_path):
@@ -352,16 +367,6 @@ def test_unmasked_forward_paths_agree(tiny_cfg):
     assert full.shape == (2, 197, 192)
     torch.testing.assert_close(full, none_masked, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(full, some_masked, atol=1e-3)
-
-
-def test_cosine_momentum_needs_max_iters(tiny_cfg):
-    model = _model(tiny_cfg)
-    views, samples = _batch()
-    MessageHub.get_instance('conmim_test_without_max_iters')  # a fresh, current hub
-    with pytest.raises(RuntimeError, match='max_iters'):
-        model.loss(views, samples)
-    _set_max_iters(10)
-    assert torch.isfinite(model.loss(views, samples)['loss'])
 
 
 def test_model_rejects_unit_level_mask_and_single_view(tiny_cfg):
@@ -478,7 +483,76 @@ def test_masks_from_config_pipelines(photos):
         osp.join(REPO, 'configs/pretrain',
                  'conmim_vit-base-p16-blockmask_8xb256-amp-coslr-300e_in1k.py'))
     _, ds = _views(_pipeline(cfg), img)
-    assert tuple(ds.mask.shape) == (14, 14) and int(ds.mask.sum()) == 75
+    assert tuple(ds.mask.shape) == (14, 14) and 16 <= int(ds.mask.sum()) <= 75
+
+
+def _release_block_mask(rng, height=14, width=14, num=75, min_num=16, min_aspect=0.3):
+    """The release's MaskingGenerator (ConMIM masking_generator.py), written here
+    from its source with a `random.Random` as the release uses Python's `random`."""
+    log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
+    mask = [[0] * width for _ in range(height)]
+    count = 0
+    while count < num:
+        max_patches = num - count
+        delta = 0
+        for _ in range(10):
+            area = rng.uniform(min_num, max_patches)
+            aspect = math.exp(rng.uniform(*log_aspect))
+            h = int(round(math.sqrt(area * aspect)))
+            w = int(round(math.sqrt(area / aspect)))
+            if w < width and h < height:
+                top, left = rng.randint(0, height - h), rng.randint(0, width - w)
+                masked = sum(mask[i][j] for i in range(top, top + h)
+                             for j in range(left, left + w))
+                if 0 < h * w - masked <= max_patches:
+                    for i in range(top, top + h):
+                        for j in range(left, left + w):
+                            if mask[i][j] == 0:
+                                mask[i][j] = 1
+                                delta += 1
+                if delta > 0:
+                    break
+        if delta == 0:
+            break
+        count += delta
+    return torch.tensor(mask)
+
+
+def test_block_mask_generator_follows_the_release():
+    """ConMIMBlockMaskGenerator draws masks as the release: the last row and column
+    are reachable and a mask can hold fewer than 75 patches; MMPretrain's
+    BEiTMaskGenerator never masks the last row and always masks exactly 75."""
+    import random
+
+    import numpy as np
+    from mmpretrain.datasets.transforms import BEiTMaskGenerator
+
+    from cmae_mm.datasets.transforms import ConMIMBlockMaskGenerator
+    n = 1500
+    kwargs = dict(input_size=(14, 14), num_masking_patches=75, min_num_patches=16)
+    np.random.seed(0)
+    ours = torch.stack([
+        torch.from_numpy(ConMIMBlockMaskGenerator(**kwargs).transform({})['mask'])
+        for _ in range(n)
+    ])
+    rng = random.Random(0)
+    release = torch.stack([_release_block_mask(rng) for _ in range(n)])
+    mmpretrain = torch.stack([
+        torch.from_numpy(BEiTMaskGenerator(**kwargs).transform({})['mask'])
+        for _ in range(300)
+    ])
+    for masks in (ours, release):
+        counts = masks.flatten(1).sum(1).float()
+        assert counts.max() <= 75 and counts.min() < 75
+        assert masks[:, -1, :].sum() > 0 and masks[:, :, -1].sum() > 0
+    # same distribution: mean count and per-position frequency
+    mean_ours, mean_release = (
+        m.flatten(1).sum(1).float().mean() for m in (ours, release))
+    assert abs(mean_ours - mean_release) < 0.15, (mean_ours, mean_release)
+    freq_ours, freq_release = ours.float().mean(0), release.float().mean(0)
+    assert (freq_ours - freq_release).abs().max() < 0.08
+    assert torch.all(mmpretrain.flatten(1).sum(1) == 75)
+    assert mmpretrain[:, -1, :].sum() == 0 and mmpretrain[:, :, -1].sum() == 0
 
 
 # ------------------------------------------------------------------------ configs
@@ -528,4 +602,5 @@ def test_every_conmim_config_builds_its_model():
         assert model.head.loss_module.temperature == 0.1
         ema = model.target_encoder
         assert (ema.momentum, ema.end_momentum) == (0.004, 0.0)
+        assert cfg.custom_hooks == [dict(type='TargetUpdateHook')]
         del model

@@ -8,11 +8,11 @@ EXPECTED = {
         'CMAE', 'CMAEViT', 'CMAEFeatureDecoder', 'ConMIM', 'TokenNonLinearNeck',
         'DenoisingContrastiveLoss', 'TransferViT', 'TransferBEiTViT'
     ],
-    ('mmpretrain', 'TRANSFORMS'): ['PixelShift'],
+    ('mmpretrain', 'TRANSFORMS'): ['PixelShift', 'ConMIMBlockMaskGenerator'],
     ('mmseg', 'MODELS'): ['TransferViT', 'TransferBEiTViT'],
     ('mmdet', 'MODELS'): ['ViTDet', 'SimpleFPN'],
     # generic parts live in MMEngine's root registries: every scope finds them
-    ('mmengine', 'HOOKS'): ['Fp16CompressionHook'],
+    ('mmengine', 'HOOKS'): ['Fp16CompressionHook', 'TargetUpdateHook'],
     ('mmengine', 'OPTIM_WRAPPER_CONSTRUCTORS'):
     ['BackboneLayerDecayOptimWrapperConstructor'],
     ('mmengine', 'WEIGHT_INITIALIZERS'): ['PretrainedEncoder'],

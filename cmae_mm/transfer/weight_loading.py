@@ -42,17 +42,20 @@ ENCODER_PREFIXES = {
 }
 
 
-def load_checkpoint_weights_only(filename: str) -> Dict[str, torch.Tensor]:
-    """Load a checkpoint file with ``weights_only=True`` and return its state dict.
+def load_checkpoint_file(filename: str) -> dict:
+    """Read a whole checkpoint file with ``weights_only=True`` (tensors, plain
+    containers and the globals allow-listed by ``cmae_mm.engine.compat``).
 
-    Accepts MMEngine checkpoints (``{'state_dict': ...}``), plain state dicts and the
-    ``{'model': ...}`` layout of the official MAE / CMAE / ConMIM releases.
+    Raises:
+        FileNotFoundError: no such file.
+        RuntimeError: the file holds other objects (it is not read: code could run).
+        TypeError: the file holds something else than a dict.
     """
     if not osp.isfile(filename):
         raise FileNotFoundError(f'Checkpoint {filename!r} does not exist.')
     try:
-        # argparse.Namespace: the BEiT/ConMIM releases store their command line in
-        # 'args'; it is plain attribute storage, safe to rebuild.
+        # argparse.Namespace: the BEiT/ConMIM/MAE releases store their command line
+        # in 'args'; it is plain attribute storage, safe to rebuild.
         with torch.serialization.safe_globals([argparse.Namespace]):
             ckpt = torch.load(filename, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
@@ -63,6 +66,16 @@ def load_checkpoint_weights_only(filename: str) -> Dict[str, torch.Tensor]:
             f'ckpt["state_dict"]}}, out). Details: {e}') from e
     if not isinstance(ckpt, dict):
         raise TypeError(f'{filename} holds a {type(ckpt).__name__}, not a state dict.')
+    return ckpt
+
+
+def load_checkpoint_weights_only(filename: str) -> Dict[str, torch.Tensor]:
+    """Load a checkpoint file with ``weights_only=True`` and return its state dict.
+
+    Accepts MMEngine checkpoints (``{'state_dict': ...}``), plain state dicts and the
+    ``{'model': ...}`` layout of the official MAE / CMAE / ConMIM releases.
+    """
+    ckpt = load_checkpoint_file(filename)
     for key in ('state_dict', 'model', 'module'):
         if key in ckpt and isinstance(ckpt[key], dict):
             return ckpt[key]

@@ -17,3 +17,5 @@ _base_ = [
 
 train_dataloader = dict(batch_size=512)  # per GPU
 auto_scale_lr = dict(base_batch_size=4096, enable=True)
+# the released configs' seed (a different seed per rank)
+randomness = dict(seed=60, diff_rank_seed=True)

@@ -1,28 +1,72 @@
-"""Official CMAE release checkpoint -> cmae_mm encoder checkpoint.
+"""Official CMAE release checkpoint -> cmae_mm checkpoint (encoders, or everything).
 
+    # the encoders, for downstream configs (model.backbone.init_cfg.checkpoint)
+    python tools/model_converters/cmae_official_to_cmae_mm.py cmae_official.pth OUT.pth
+    # the whole pretraining model, to continue pretraining (load_from)
     python tools/model_converters/cmae_official_to_cmae_mm.py \
-        cmae_official.pth OUT.pth \
-        [--no-bgr-fix]
+        cmae_official.pth OUT.pth --full [--config configs/pretrain/cmae_vit-b.py]
+    [--no-bgr-fix]
 
-Reads a full CMAE pretraining checkpoint (online ``backbone.*`` and momentum
-``target_backbone.*`` encoders) or a file from the release's
-``extract_backbone_weights.py`` (bare keys = online encoder). The keys are already
-MMPretrain's ViT keys; they are written as ``backbone.*`` /
-``target_encoder.module.0.*``.
+Encoders: reads a full CMAE pretraining checkpoint (online ``backbone.*`` and momentum
+``target_backbone.*``) or a file from the release's ``extract_backbone_weights.py``
+(bare keys = online encoder) and writes ``backbone.*`` / ``target_encoder.module.0.*``;
+projectors, decoders and heads are dropped and listed.
+
+``--full``: every tensor of the release's pretraining model (online and target
+encoders and projectors, pixel and feature decoders, predictor) goes to its place in
+the cmae_mm CMAE built from ``--config``; a tensor with no place, or a model tensor the
+checkpoint does not provide, stops the conversion naming it (the target's unused final
+norm, the update count and the mask generator's state are filled and listed). The
+optimizer state is not converted (the release and cmae_mm order their parameter
+groups differently): continue with ``load_from`` (weights; optimizer and schedule
+start anew), docs/converters.md.
 
 Colour order: the released pipeline's ``Normalize`` swapped the image to BGR before
-subtracting the RGB means (docs/checkpoints.md). By default the patch embedding is
-re-expressed
-exactly for RGB input normalised with the RGB statistics, as cmae_mm feeds it
-(``cmae_mm.converters.encoders.fix_bgr_patch_embed``); ``--no-bgr-fix`` keeps the
-released weights untouched. The input is read weights-only; a missing encoder key
-fails; projectors, decoders and heads are dropped and listed.
+subtracting the RGB means (docs/checkpoints.md). By default the encoders' patch
+embeddings are re-expressed exactly for RGB input normalised with the RGB statistics,
+as cmae_mm feeds it, and (``--full``) the pixel decoder's output channels are put in
+RGB order; ``--no-bgr-fix`` keeps the released weights untouched. The input is read
+weights-only.
 """
 import argparse
 
+import torch
+
 from cmae_mm.converters.encoders import (check_encoder, convert_cmae_official,
                                          save_encoders)
-from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
+from cmae_mm.converters.full import build_pretraining_model, cmae_official_to_cmae_mm
+from cmae_mm.transfer.weight_loading import (load_checkpoint_file,
+                                             load_checkpoint_weights_only)
+
+
+def convert_full(args) -> None:
+    ckpt = load_checkpoint_file(args.src)
+    official = load_checkpoint_weights_only(args.src)
+    meta = ckpt.get('meta', {}) if isinstance(ckpt.get('meta'), dict) else {}
+    steps = int(meta.get('iter', 0))
+    model = build_pretraining_model(args.config)
+    state_dict, report = cmae_official_to_cmae_mm(
+        official, model.state_dict(), bgr_fix=not args.no_bgr_fix, steps=steps)
+    model.load_state_dict(state_dict, strict=True)  # every tensor in its place
+    print(f'Converted {len(official)} official tensors into {len(state_dict)} '
+          f'cmae_mm tensors; filled: {report["filled"]}; colour order changed: '
+          f'{report["colour"] or "none (--no-bgr-fix)"}.')
+    if 'optimizer' in ckpt:
+        print('Note: the optimizer state of the release is not converted; continue '
+              'with load_from (the optimizer and the schedule start anew).')
+    torch.save(
+        dict(
+            meta=dict(
+                converted_from=args.src,
+                source='CMAE official (full pretraining model)',
+                config=args.config,
+                bgr_fix=not args.no_bgr_fix,
+                official_epoch=meta.get('epoch'),
+                official_iter=meta.get('iter'),
+                converter='cmae_official_to_cmae_mm.py --full'),
+            state_dict=state_dict), args.dst)
+    print(f'Wrote {args.dst}: start a run from it with --cfg-options load_from='
+          f'{args.dst}')
 
 
 def main() -> None:
@@ -30,10 +74,18 @@ def main() -> None:
     parser.add_argument('src', help='official CMAE checkpoint')
     parser.add_argument('dst', help='output .pth')
     parser.add_argument(
+        '--full', action='store_true', help='convert the whole pretraining model')
+    parser.add_argument(
+        '--config',
+        default='configs/pretrain/cmae_vit-b.py',
+        help='cmae_mm pretraining config of the model (--full)')
+    parser.add_argument(
         '--no-bgr-fix',
         action='store_true',
         help='do not convert the patch embedding to RGB input')
     args = parser.parse_args()
+    if args.full:
+        return convert_full(args)
 
     encoders, dropped = convert_cmae_official(
         load_checkpoint_weights_only(args.src), bgr_fix=not args.no_bgr_fix)

@@ -3,12 +3,12 @@
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
-from mmpretrain.models import BaseSelfSupervisor, CosineEMA
+from mmpretrain.models import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 
-from ..utils import update_target_encoder
+from ..utils import MomentumTarget, check_target_update_hook, release_xavier_init
 
 
 @MODELS.register_module()
@@ -25,11 +25,13 @@ class CMAE(BaseSelfSupervisor):
     gathered from all processes, ``loss_weight = 2 * tau``) gives ``loss_ct``.
 
     Target branch (no gradient), on the shifted target view:
-    ``target_encoder = CosineEMA(nn.Sequential(backbone, projector))`` -- the
+    ``target_encoder = MomentumTarget(nn.Sequential(backbone, projector))`` -- the
     whole view, no final norm, mean of patch tokens -> target projector -> keys.
-    It is updated before the keys are computed, ``theta_t <- m * theta_t +
-    (1 - m) * theta_s`` with ``m = 1 - momentum`` (the first update copies the
-    online weights, as in :class:`MoCoV3`). Decoders and predictor have no copy.
+    As released, it starts as a copy of the online modules (:meth:`init_weights`)
+    and :class:`~cmae_mm.engine.hooks.TargetUpdateHook` updates its parameters after
+    each optimizer step, ``theta_t <- m theta_t + (1 - m) theta_s``
+    (:meth:`update_target`);
+    ``loss()`` has no side effect. Decoders and predictor have no copy.
 
     Checkpoint keys: ``backbone.*`` (online encoder), ``target_encoder.module.0.*``
     (target encoder), ``target_encoder.module.1.*`` (target projector), and
@@ -46,9 +48,18 @@ class CMAE(BaseSelfSupervisor):
         base_momentum (float): ``1 - m`` at the start of training; CMAE: m =
             0.996, so 0.004. Defaults to 0.004.
         end_momentum (float, optional): ``1 - m`` at the end (cosine schedule of
-            :class:`CosineEMA`); None keeps m constant. Defaults to None.
+            :class:`MomentumTarget`); None keeps m constant. Defaults to None.
         loss_rc_weight (float): Weight of ``loss_rc``. Defaults to 1.0.
         loss_ct_weight (float): Weight of ``loss_ct`` (lambda_c). Defaults to 1.0.
+        target_cls (bool): Whether the target encoder runs with the cls token (its
+            representation is the mean of the patch tokens either way), the
+            release's ``target_cls`` option. Defaults to True (released configs).
+        release_init (bool): Initialise as the release: backbone, pixel decoder and
+            feature decoder with Xavier-uniform Linear weights, zero biases and
+            LayerNorm 1 / 0 after their own initialisation; projector and predictor
+            keep PyTorch's default Linear initialisation (see
+            :func:`~cmae_mm.models.utils.release_xavier_init`). False leaves the
+            modules' (and ``init_cfg``'s) initialisation. Defaults to True.
         pretrained, data_preprocessor, init_cfg: as :class:`BaseSelfSupervisor`.
     """
 
@@ -63,6 +74,8 @@ class CMAE(BaseSelfSupervisor):
                  end_momentum: Optional[float] = None,
                  loss_rc_weight: float = 1.0,
                  loss_ct_weight: float = 1.0,
+                 target_cls: bool = True,
+                 release_init: bool = True,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
@@ -76,19 +89,38 @@ class CMAE(BaseSelfSupervisor):
         self.feature_decoder = MODELS.build(feature_decoder)
         self.projector = MODELS.build(projector)
         self.contrastive_head = MODELS.build(contrastive_head)
-        end_momentum = base_momentum if end_momentum is None else end_momentum
-        self.target_encoder = CosineEMA(
+        self.target_encoder = MomentumTarget(
             nn.Sequential(self.backbone, self.projector),
             momentum=base_momentum,
             end_momentum=end_momentum)
         self.loss_rc_weight = loss_rc_weight
         self.loss_ct_weight = loss_ct_weight
+        self.target_cls = target_cls
+        self.release_init = release_init
         # Masks come from a generator of their own whose state is checkpointed
         # (``_extra_state``); its seed comes from the global RNG, i.e. from the
         # run's seed (and rank, with ``diff_rank_seed``).
         self.mask_generator = torch.Generator()
         self.mask_generator.manual_seed(
             int(torch.randint(0, 2**62, (1, ), device='cpu')))
+
+    # -- initialisation and the momentum target ---------------------------------
+    def init_weights(self) -> None:
+        """The modules' own initialisation, the release's on top (``release_init``),
+        then the target as a copy of the online encoder and projector (release
+        ``CMAE.init_weights``). A checkpoint loaded afterwards (``load_from``,
+        ``--resume``) keeps its own target."""
+        super().init_weights()
+        if self.release_init:
+            for module in (self.backbone, self.neck, self.feature_decoder):
+                release_xavier_init(module)
+        self.target_encoder.copy_from(nn.Sequential(self.backbone, self.projector))
+
+    def update_target(self, cur_iter: int = 0, max_iters: int = 1) -> None:
+        """EMA step of the target after the optimizer step of ``cur_iter``
+        (:class:`~cmae_mm.engine.hooks.TargetUpdateHook` calls it)."""
+        self.target_encoder.update_parameters(
+            nn.Sequential(self.backbone, self.projector), cur_iter, max_iters)
 
     # -- checkpointed mask generator ------------------------------------------
     def get_extra_state(self) -> torch.Tensor:
@@ -133,6 +165,7 @@ class CMAE(BaseSelfSupervisor):
                 f'pipeline. Got {type(inputs).__name__} of length '
                 f'{len(inputs) if isinstance(inputs, (list, tuple)) else 1}.')
         online, target = inputs
+        check_target_update_hook(self)
 
         # online branch: reconstruction
         latent, mask, ids_restore = self.backbone(online, generator=self.mask_generator)
@@ -145,10 +178,9 @@ class CMAE(BaseSelfSupervisor):
 
         # target branch: keys, no gradient
         with torch.no_grad():
-            update_target_encoder(self.target_encoder,
-                                  nn.Sequential(self.backbone, self.projector))
             target_encoder, target_projector = self.target_encoder.module
-            key = target_projector([target_encoder.forward_target(target)])[0]
+            key = target_projector(
+                [target_encoder.forward_target(target, use_cls=self.target_cls)])[0]
 
         loss_ct = self.contrastive_head.loss(query, key)
         return dict(

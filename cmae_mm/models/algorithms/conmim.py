@@ -3,12 +3,12 @@ from typing import Dict, List, Optional, Union
 
 import torch
 from mmpretrain.models.selfsup import BaseSelfSupervisor
-from mmpretrain.models.utils import CosineEMA
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 
-from ..utils import update_target_encoder
+from ..utils import (MomentumTarget, check_target_update_hook,
+                     release_trunc_normal_init, rescale_block_outputs)
 
 
 @MODELS.register_module()
@@ -20,9 +20,12 @@ class ConMIM(BaseSelfSupervisor):
     - ``neck``: the per-token projector (``TokenNonLinearNeck``), applied to every
       token as in the released code (cls token included in the BN statistics), the
       cls output is then dropped;
-    - ``target_encoder``: the slowly progressing target, ``CosineEMA`` of
-      ``nn.Sequential(backbone, neck)``; it sees the full, uncorrupted, strongly
-      augmented view and gets no gradient. Checkpoint keys:
+    - ``target_encoder``: the slowly progressing target, a
+      :class:`MomentumTarget` of ``nn.Sequential(backbone, neck)``: a copy of the
+      online modules at initialisation, then an EMA of their parameters after each
+      optimizer step (:class:`~cmae_mm.engine.hooks.TargetUpdateHook`), with its own
+      BatchNorm statistics (release ``engine_for_pretraining.py``); it sees the full,
+      uncorrupted, strongly augmented view and gets no gradient. Checkpoint keys:
       ``target_encoder.module.0.*`` (encoder) and ``target_encoder.module.1.*``
       (projector), beside the online ``backbone.*`` and ``neck.*``;
     - ``head``: ``MIMHead`` with ``DenoisingContrastiveLoss`` (tau 0.1).
@@ -35,6 +38,11 @@ class ConMIM(BaseSelfSupervisor):
             ``theta_t <- m * theta_t + (1 - m) * theta_s``; ConMIM's m goes from
             0.996 to 1.0 (cosine over all iterations), i.e. 0.004. Defaults to 0.004.
         end_momentum: ``1 - m`` at the end of training. Defaults to 0.0 (m = 1.0).
+        release_init: initialise backbone and projector as the release
+            (``modeling_pretrain.py``: Linear and Conv2d weights from a normal of
+            std 0.02 truncated at +-1 std, zero biases, LayerNorm 1 / 0, cls and
+            mask tokens likewise, then the block output projections divided by
+            sqrt(2 i)), after the modules' own initialisation. Defaults to True.
         pretrained: checkpoint to initialise from. Defaults to None.
         data_preprocessor: defaults to ``SelfSupDataPreprocessor``.
         init_cfg: initialisation config. Defaults to None.
@@ -46,6 +54,7 @@ class ConMIM(BaseSelfSupervisor):
                  head: dict,
                  base_momentum: float = 0.004,
                  end_momentum: float = 0.0,
+                 release_init: bool = True,
                  pretrained: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
@@ -56,11 +65,35 @@ class ConMIM(BaseSelfSupervisor):
             pretrained=pretrained,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
-        # First update_parameters() call copies the online weights (after init).
-        self.target_encoder = CosineEMA(
+        self.target_encoder = MomentumTarget(
             nn.Sequential(self.backbone, self.neck),
             momentum=base_momentum,
             end_momentum=end_momentum)
+        self.release_init = release_init
+
+    def init_weights(self) -> None:
+        """The modules' own initialisation, the release's on top (``release_init``),
+        then the target as a copy of the online modules (release
+        ``run_conmim_pretraining.py``:
+        ``model_copy.load_state_dict(model.state_dict())``).
+        A checkpoint loaded afterwards keeps its own target."""
+        super().init_weights()
+        if self.release_init:
+            std = 0.02  # release init_std
+            release_trunc_normal_init(self.backbone, std)
+            release_trunc_normal_init(self.neck, std)
+            for name in ('cls_token', 'mask_token'):
+                token = getattr(self.backbone, name, None)
+                if token is not None:
+                    nn.init.trunc_normal_(token.data, std=std, a=-std, b=std)
+            rescale_block_outputs(self.backbone.layers)
+        self.target_encoder.copy_from(nn.Sequential(self.backbone, self.neck))
+
+    def update_target(self, cur_iter: int = 0, max_iters: int = 1) -> None:
+        """EMA step of the target after the optimizer step of ``cur_iter``
+        (:class:`~cmae_mm.engine.hooks.TargetUpdateHook` calls it)."""
+        self.target_encoder.update_parameters(
+            nn.Sequential(self.backbone, self.neck), cur_iter, max_iters)
 
     def extract_feat(self, inputs: torch.Tensor):
         """Online encoder features of unmasked images, (B, 1 + N, C) per out index."""
@@ -100,14 +133,13 @@ class ConMIM(BaseSelfSupervisor):
                 'pipeline with MultiView(num_views=[1, 1], transforms=[[], '
                 '[strong perturbation]]) after the shared crop and flip.')
         online_img, target_img = inputs
+        check_target_update_hook(self)
         mask = self._patch_mask(data_samples, online_img.device)  # (B, N)
 
         latent = self.backbone(online_img, mask)[-1]  # (B, 1 + N, C)
         pred = self.neck((latent, ))[0][:, 1:]  # (B, N, D)
 
         with torch.no_grad():
-            update_target_encoder(self.target_encoder,
-                                  nn.Sequential(self.backbone, self.neck))
             target_backbone, target_neck = self.target_encoder.module
             target_latent = target_backbone(target_img, mask=None)[-1]
             target = target_neck((target_latent, ))[0][:, 1:]  # (B, N, D)

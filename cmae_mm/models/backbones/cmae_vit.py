@@ -137,26 +137,31 @@ class CMAEViT(MAEViT):
         x = self.norm1(x)
         return x, mask, ids_restore
 
-    def forward_target(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_target(self, x: torch.Tensor, use_cls: bool = True) -> torch.Tensor:
         """Target-branch representation: whole view, no final norm.
 
         Args:
             x (torch.Tensor): Images (B, 3, H, W).
+            use_cls (bool): Run the blocks with the cls token (released default) or
+                over the patch tokens alone (release option ``target_cls=False``).
 
         Returns:
             torch.Tensor: Mean of the last layer's patch tokens (B, C).
         """
         B = x.shape[0]
         x, patch_resolution = self.patch_embed(x)
-        x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
-        x = x + resize_pos_embed(
+        pos_embed = resize_pos_embed(
             self.pos_embed,
             self.patch_resolution,
             patch_resolution,
             mode=self.interpolate_mode,
             num_extra_tokens=self.num_extra_tokens)
+        x = x + pos_embed[:, self.num_extra_tokens:]
+        if use_cls:
+            cls_token = self.cls_token + pos_embed[:, :self.num_extra_tokens]
+            x = torch.cat((cls_token.expand(B, -1, -1), x), dim=1)
         x = self.drop_after_pos(x)
         x = self.pre_norm(x)
         for layer in self.layers:
             x = layer(x)
-        return x[:, self.num_extra_tokens:].mean(dim=1)
+        return x[:, self.num_extra_tokens if use_cls else 0:].mean(dim=1)

@@ -1,3 +1,8 @@
-from .target_encoder import update_target_encoder
+from .release_init import (release_trunc_normal_init, release_xavier_init,
+                           rescale_block_outputs)
+from .target_encoder import MomentumTarget, check_target_update_hook
 
-__all__ = ['update_target_encoder']
+__all__ = [
+    'MomentumTarget', 'check_target_update_hook', 'release_xavier_init',
+    'release_trunc_normal_init', 'rescale_block_outputs'
+]

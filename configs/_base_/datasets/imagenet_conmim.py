@@ -40,10 +40,10 @@ simmim_mask_generator = dict(
     model_patch_size=16,
     mask_ratio=0.75)
 # Option = the released code's default `--mask_type block`: BEiT block-wise masking
-# of 75 patches (min 16 per block); see
+# of 75 patches (min 16 per block), drawn as masking_generator.py does; see
 # configs/pretrain/conmim_vit-base-p16-blockmask_8xb256-amp-coslr-300e_in1k.py.
 beit_block_mask_generator = dict(
-    type='BEiTMaskGenerator',
+    type='ConMIMBlockMaskGenerator',
     input_size=(14, 14),
     num_masking_patches=75,
     max_num_patches=None,

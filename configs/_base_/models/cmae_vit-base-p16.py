@@ -57,7 +57,9 @@ model = dict(
         with_last_bn=False,
         with_last_bias=False,
         with_avg_pool=False,
-        norm_cfg=dict(type='SyncBN')),
+        # BN eps 1e-6: the release's NonLinearNeck default (cmae/models/necks/
+        # nonlinear_neck.py); PyTorch's default is 1e-5
+        norm_cfg=dict(type='SyncBN', eps=1e-6)),
     # predictor + one-directional InfoNCE with keys gathered from all processes;
     # loss_ct = 2 * tau * CE(q k^T / tau)
     contrastive_head=dict(
@@ -72,17 +74,22 @@ model = dict(
             with_last_bn=False,
             with_last_bias=False,
             with_avg_pool=False,
-            norm_cfg=dict(type='SyncBN')),
+            norm_cfg=dict(type='SyncBN', eps=1e-6)),
         loss=dict(type='CrossEntropyLoss', loss_weight=2 * temperature),
         temperature=temperature),
-    # EMA m = 0.996 constant; CosineEMA takes 1 - m. For the optional cosine
-    # schedule set end_momentum (e.g. 0. -> m goes 0.996 -> 1).
+    # EMA m = 0.996 constant (release MomentumUpdateHook(end_momentum=0.996) with
+    # base_momentum 0.996); these are 1 - m. For a cosine schedule set end_momentum
+    # (e.g. 0. -> m goes 0.996 -> 1). Updated after each optimizer step by
+    # TargetUpdateHook (custom_hooks below), as released.
     base_momentum=1 - 0.996,
     end_momentum=None,
-    loss_rc_weight=1.0,
-    loss_ct_weight=1.0,  # lambda_c
-    # MAE's initialisation (xavier-uniform Linear, LN 1/0), as MMPretrain's MAE
-    init_cfg=[
-        dict(type='Xavier', layer='Linear', distribution='uniform'),
-        dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
-    ])
+    loss_rc_weight=1.0,  # release head rc_weight
+    loss_ct_weight=1.0,  # lambda_c, release head ct_weight
+    # release: the target encoder runs with the cls token (target_cls=True)
+    target_cls=True,
+    # release initialisation: Xavier-uniform Linear + zero bias + LN 1/0 for encoder
+    # and both decoders; projector / predictor keep PyTorch's default Linear init
+    # (False: MMPretrain's modules' own initialisation, plus any init_cfg)
+    release_init=True)
+# the target update after each optimizer step (release MomentumUpdateHook)
+custom_hooks = [dict(type='TargetUpdateHook')]

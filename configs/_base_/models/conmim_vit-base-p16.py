@@ -6,10 +6,6 @@ data_preprocessor = dict(
     std=[58.395, 57.12, 57.375],
     to_rgb=True)
 
-# released _init_weights: trunc_normal(std 0.02, truncated at +-1 std) for Linear and
-# Conv2d, LayerNorm 1/0; BEiTPretrainViT.init_weights then rescales the block output
-# projections by 1/sqrt(2 * layer_id) (released fix_init_weight).
-trunc_normal_init = dict(type='TruncNormal', std=0.02, a=-0.02, b=0.02)
 model = dict(
     type='ConMIM',
     data_preprocessor=data_preprocessor,
@@ -28,12 +24,7 @@ model = dict(
         use_abs_pos_emb=False,  # released: abs_pos_emb False
         use_rel_pos_bias=False,
         use_shared_rel_pos_bias=True,  # released: rel_pos_bias True (shared)
-        layer_scale_init_value=0.1,  # released: 0.1 for base, 1e-5 for large
-        init_cfg=[
-            dict(**trunc_normal_init, layer='Linear'),
-            dict(**trunc_normal_init, layer='Conv2d'),
-            dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
-        ]),
+        layer_scale_init_value=0.1),  # released: 0.1 for base, 1e-5 for large
     # released _build_mlp(3, D, 4096, 256): Linear(no bias)-BN-ReLU x2,
     # Linear(no bias)-BN(affine=False), applied to every token (cls included).
     # Released code uses per-GPU BatchNorm; set norm_cfg=dict(type='SyncBN') for
@@ -48,15 +39,18 @@ model = dict(
         with_last_bn=True,
         with_last_bn_affine=False,
         with_last_bias=False,
-        norm_cfg=dict(type='BN1d'),
-        init_cfg=[
-            dict(**trunc_normal_init, layer='Linear'),
-            dict(type='Constant', val=1, layer=['_BatchNorm'])
-        ]),
+        norm_cfg=dict(type='BN1d')),
     head=dict(
         type='MIMHead', loss=dict(type='DenoisingContrastiveLoss',
                                   temperature=0.1)),  # --temp 0.1
-    # target m: cosine 0.996 -> 1.0 over all iterations (released --t_momentum 0.996);
-    # CosineEMA takes 1 - m
+    # target m: cosine 0.996 -> 1.0 over all iterations (released --t_momentum 0.996,
+    # utils.cosine_scheduler); these are 1 - m. Updated after each optimizer step by
+    # TargetUpdateHook, parameters only (engine_for_pretraining.py).
     base_momentum=0.004,
-    end_momentum=0.0)
+    end_momentum=0.0,
+    # release initialisation (modeling_pretrain.py _init_weights + fix_init_weight):
+    # Linear / Conv2d trunc normal std 0.02 cut at +-1 std, zero biases, LN 1/0,
+    # cls / mask tokens likewise, block output projections / sqrt(2 i)
+    release_init=True)
+# the target update after each optimizer step
+custom_hooks = [dict(type='TargetUpdateHook')]

@@ -1,17 +1,17 @@
-# CMAE pretraining schedule (released ViT-B configs, configs/pre-training/cmae/): AdamW,
-# lr 1.5e-4 x
-# batch / 256 at global batch 4096, betas (0.9, 0.95), wd 0.05 (none on norms,
-# biases, pos_embed, mask_token, cls_token), mixed precision, 40 warm-up epochs
-# (linear from 1e-4 x lr), then cosine to the end; 1600 epochs.
+# CMAE pretraining schedule (released ViT-B configs, configs/pre-training/cmae/):
+# AdamW, lr 1.5e-4 x batch / 256 at global batch 4096, betas (0.9, 0.95), wd 0.05
+# (none on LayerNorms, biases, pos_embed, mask_token, cls_token), mixed precision,
+# 40 warm-up epochs (linear from 1e-4 x lr), then cosine to the end; 1600 epochs.
 optim_wrapper = dict(
     type='AmpOptimWrapper',  # GPU; on CPU use type='OptimWrapper'
     loss_scale='dynamic',
     optimizer=dict(
         type='AdamW', lr=1.5e-4 * 4096 / 256, betas=(0.9, 0.95), weight_decay=0.05),
+    # the release's custom keys (no 'bn' key: the projector and predictor BatchNorm
+    # weights are decayed, as released)
     paramwise_cfg=dict(
         custom_keys={
             'ln': dict(decay_mult=0.0),  # LayerNorms (ln1, ln2, decoder ln1)
-            'bn': dict(decay_mult=0.0),  # projector / predictor BN (1-D params)
             'bias': dict(decay_mult=0.0),
             'pos_embed': dict(decay_mult=0.),
             'mask_token': dict(decay_mult=0.),

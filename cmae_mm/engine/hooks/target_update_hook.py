@@ -1,0 +1,56 @@
+"""Update the momentum target after each optimizer step, as the releases do."""
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+
+#: Message-hub key a hook sets to True in an iteration whose optimizer step was
+#: skipped (the non-finite guard): the target is then not updated either.
+STEP_SKIPPED_KEY = 'optimizer_step_skipped'
+
+
+@HOOKS.register_module()
+class TargetUpdateHook(Hook):
+    """After every optimizer step, ``model.update_target(runner.iter,
+    runner.max_iters)``: the EMA step of the target (:class:`MomentumTarget`).
+
+    The CMAE release does this in ``MomentumUpdateHook.after_train_iter``
+    (``cmae/core/hooks/momentum_update_hook.py``), ConMIM's right after
+    ``loss_scaler`` in ``engine_for_pretraining.py``. Done after the step (not in
+    ``loss()``), the target in a checkpoint is the one the next step uses, and
+    computing a loss outside training changes nothing.
+
+    No update happens when no optimizer step did: between the steps of gradient
+    accumulation (``optim_wrapper.accumulative_counts``), and in an iteration whose
+    step was skipped (message-hub info ``'optimizer_step_skipped'``).
+    The pretraining configs list it in ``custom_hooks``; CMAE and ConMIM refuse to
+    train in a Runner without it.
+    """
+
+    priority = 'ABOVE_NORMAL'  # before checkpoint and logging hooks
+
+    @staticmethod
+    def _model(runner):
+        model = runner.model
+        return model.module if is_model_wrapper(model) else model
+
+    def before_train(self, runner) -> None:
+        model = self._model(runner)
+        if not hasattr(model, 'update_target'):
+            raise TypeError(
+                f'TargetUpdateHook needs a model with a momentum target '
+                f'(update_target), e.g. CMAE or ConMIM; got {type(model).__name__}. '
+                f'Remove the hook from custom_hooks.')
+        model.target_update_hook_registered = True
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
+                         outputs=None) -> None:
+        wrapper = runner.optim_wrapper
+        should_update = getattr(wrapper, 'should_update', None)
+        if callable(should_update) and not should_update():
+            return  # accumulating gradients: no optimizer step this iteration
+        if runner.message_hub.get_info(STEP_SKIPPED_KEY, False):
+            return
+        self._model(runner).update_target(runner.iter, runner.max_iters)

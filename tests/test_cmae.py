@@ -60,7 +60,7 @@ def _views(photos, n=4, shift=(5, 9)):
         (224, 0.6, 7, 49),  # 4 units of 7x7, keep int(4 * 0.4) = 1
         (128, 0.75, 4, 16),  # 8x8 grid, 4 units of 4x4, keep 1
         (64, 0.5, 2, 8),  # 4x4 grid, 4 units of 2x2, keep 2
-        (96, 0.0, 3, 36),  # nothing masked
+        (96, 0.25, 3, 27),  # 6x6 grid, 4 units of 3x3, keep 3
     ])
 def test_unit_masking_geometry(registry, img_size, ratio, unit, visible):
     vit = registry.build(

@@ -8,11 +8,16 @@ EXPECTED = {
         'CMAE', 'CMAEViT', 'CMAEFeatureDecoder', 'ConMIM', 'TokenNonLinearNeck',
         'DenoisingContrastiveLoss', 'TransferViT', 'TransferBEiTViT'
     ],
-    ('mmpretrain', 'TRANSFORMS'): ['PixelShift', 'ConMIMBlockMaskGenerator'],
+    ('mmpretrain', 'TRANSFORMS'):
+    ['PixelShift', 'ConMIMBlockMaskGenerator', 'SafeLoadImageFromFile'],
     ('mmseg', 'MODELS'): ['TransferViT', 'TransferBEiTViT'],
     ('mmdet', 'MODELS'): ['ViTDet', 'SimpleFPN'],
     # generic parts live in MMEngine's root registries: every scope finds them
-    ('mmengine', 'HOOKS'): ['Fp16CompressionHook', 'TargetUpdateHook'],
+    ('mmengine', 'HOOKS'): [
+        'Fp16CompressionHook', 'TargetUpdateHook', 'NonFiniteGuardHook',
+        'SafeCheckpointHook', 'DataFaultHook'
+    ],
+    ('mmengine', 'RUNNERS'): ['CheckedRunner'],
     ('mmengine', 'OPTIM_WRAPPER_CONSTRUCTORS'):
     ['BackboneLayerDecayOptimWrapperConstructor'],
     ('mmengine', 'WEIGHT_INITIALIZERS'): ['PretrainedEncoder'],

@@ -139,9 +139,9 @@ def main() -> None:
     args = parse_args()
     sys.path.insert(0, REPO_ROOT)
     from mmengine.config import Config
-    from mmengine.runner import Runner
 
     import cmae_mm  # noqa: F401  (registers the modules)
+    from cmae_mm.engine.runner import CheckedRunner
     from cmae_mm.testing import write_photo_folder
 
     work_dir = osp.abspath(args.work_dir)
@@ -160,7 +160,7 @@ def main() -> None:
     cfg.default_hooks.checkpoint.interval = max_iters
 
     start = time.time()
-    runner = Runner.from_cfg(cfg)
+    runner = CheckedRunner.from_cfg(cfg)
     runner.register_hook(time_budget_hook(args.max_minutes))
     runner.train()
     minutes = (time.time() - start) / 60

@@ -17,6 +17,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import cmae_mm  # noqa: F401  (registers every module)
+from cmae_mm.engine.checkpoint import verify_checkpoint
 from cmae_mm.engine.launch import prepare_launch
 
 
@@ -47,6 +48,10 @@ def main() -> None:
     args = parse_args()
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'{args.checkpoint}: no such checkpoint file.')
+    reason = verify_checkpoint(args.checkpoint)
+    if reason is not None:
+        raise SystemExit(
+            f'not a usable PyTorch checkpoint: {args.checkpoint}: {reason}.')
     cfg = Config.fromfile(args.config)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir

@@ -1,10 +1,13 @@
 """Train a model from an MMPretrain, MMSegmentation or MMDetection config.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]] [--amp]
-        [--auto-scale-lr] [--cfg-options KEY=VALUE ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [PATH]] [--overwrite]
+        [--amp] [--auto-scale-lr] [--cfg-options KEY=VALUE ...]
         [--launcher none|pytorch|slurm|mpi]
 
 cmae_mm is imported whatever the config says, so its modules are always registered.
+Training runs on :class:`cmae_mm.engine.runner.CheckedRunner` (MMEngine's Runner with
+the checks of docs/reliability.md). A work dir that holds checkpoints is only used
+with --resume (continue) or --overwrite (start anew).
 The same config runs on GPUs (NCCL) and on CPUs (gloo); see cmae_mm/engine/launch.py.
 """
 import argparse
@@ -13,10 +16,11 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 import cmae_mm  # noqa: F401  (registers every module)
+from cmae_mm.engine.checkpoint import checkpoint_candidates
 from cmae_mm.engine.launch import prepare_launch
+from cmae_mm.engine.runner import CheckedRunner
 
 
 def parse_args() -> argparse.Namespace:
@@ -28,8 +32,13 @@ def parse_args() -> argparse.Namespace:
         nargs='?',
         type=str,
         const='auto',
-        help='resume from the given checkpoint, or, with no value, from the latest '
-        'checkpoint in the work dir')
+        help='resume from the given checkpoint, or, with no value, from the newest '
+        'intact checkpoint in the work dir (none there: start from scratch)')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='start a new run in a work dir that already holds checkpoints (they may '
+        'be overwritten); without it such a run is refused')
     parser.add_argument(
         '--amp', action='store_true', help='automatic mixed precision (GPU)')
     parser.add_argument(
@@ -82,13 +91,28 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.auto_scale_lr.enable = True
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    check_work_dir(cfg, args)
     return prepare_launch(cfg, args.launcher)
+
+
+def check_work_dir(cfg: Config, args: argparse.Namespace) -> None:
+    """Refuse to start a new run over the checkpoints of another one."""
+    if cfg.get('resume') or args.overwrite:
+        return
+    existing = checkpoint_candidates(cfg.work_dir)
+    if existing:
+        raise SystemExit(
+            f'{cfg.work_dir} already holds checkpoints of a run ({len(existing)}, '
+            f'newest {osp.basename(existing[0])}). Continue it with --resume, or '
+            f'start a new run there with --overwrite (its checkpoints may be '
+            f'overwritten), or choose another --work-dir.')
 
 
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
-    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = (
+        CheckedRunner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()
 
 

@@ -1,4 +1,5 @@
-"""Training-engine parts (MMEngine registries): checkpoint loading compatibility,
-launch on GPUs or CPUs, hooks and optimizer constructors."""
+"""Training-engine parts (MMEngine registries): checkpoint loading compatibility and
+atomic checkpoints, launch on GPUs or CPUs, hooks, optimizer constructors, the checked
+runner."""
 from . import compat  # noqa: F401  (weights-only resume under torch >= 2.6)
-from . import hooks, launch, optimizers  # noqa: F401
+from . import checkpoint, hooks, launch, optimizers, runner  # noqa: F401

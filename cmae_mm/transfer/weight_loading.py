@@ -26,6 +26,7 @@ import argparse
 import os.path as osp
 import pickle
 import re
+import zipfile
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Sequence
 
@@ -53,6 +54,14 @@ def load_checkpoint_file(filename: str) -> dict:
     """
     if not osp.isfile(filename):
         raise FileNotFoundError(f'Checkpoint {filename!r} does not exist.')
+    with open(filename, 'rb') as f:
+        head = f.read(4)
+    # torch.save writes a zip archive; files of torch < 1.6 are plain pickles
+    if not (zipfile.is_zipfile(filename) or head[:1] == b'\x80'):
+        raise ValueError(
+            f'not a PyTorch checkpoint: {filename} ('
+            f'{"an empty file" if not head else "neither a zip archive nor a pickle"}'
+            f'). Pass the .pth file a training run or a converter wrote.')
     try:
         # argparse.Namespace: the BEiT/ConMIM/MAE releases store their command line
         # in 'args'; it is plain attribute storage, safe to rebuild.
@@ -64,6 +73,11 @@ def load_checkpoint_file(filename: str) -> dict:
             f'it cannot be read weights-only (arbitrary code could run). Re-save its '
             f'state dict alone in a trusted environment: torch.save({{"state_dict": '
             f'ckpt["state_dict"]}}, out). Details: {e}') from e
+    except Exception as e:  # a truncated archive, a broken pickle
+        raise ValueError(
+            f'not a complete PyTorch checkpoint: {filename} cannot be read '
+            f'({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}); was it '
+            f'truncated by an interrupted copy or save?') from e
     if not isinstance(ckpt, dict):
         raise TypeError(f'{filename} holds a {type(ckpt).__name__}, not a state dict.')
     return ckpt
@@ -173,6 +187,15 @@ def load_pretrained_encoder(
             '(or the `pretrained` variable at the top of the config), or set '
             '`model.backbone.init_cfg=None` to train from scratch.')
     state_dict = extract_encoder(load_checkpoint_weights_only(checkpoint), encoder)
+    bad = [
+        k for k, v in state_dict.items()
+        if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()
+    ]
+    if bad:
+        raise ValueError(
+            f'The {encoder} encoder of {checkpoint} has non-finite values (NaN or inf) '
+            f'in {len(bad)} tensors: {bad[:10]}{" ..." if len(bad) > 10 else ""}. The '
+            f'pretraining diverged before this checkpoint; use an earlier one.')
     adapt = getattr(module, 'adapt_pretrained_state_dict', None)
     if callable(adapt):
         state_dict = adapt(state_dict)

@@ -9,8 +9,14 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=100),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    # keep the latest 3 checkpoints (as MMPretrain's MAE / MoCo v3 configs)
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    # keep the latest 3 checkpoints (as MMPretrain's MAE / MoCo v3 configs), written
+    # atomically, old ones removed only after the new one is complete
+    checkpoint=dict(type='SafeCheckpointHook', interval=1, max_keep_ckpts=3),
+    # stop before a non-finite loss updates the weights; never save non-finite
+    # weights (action='skip' to skip such iterations; docs/reliability.md)
+    nonfinite_guard=dict(type='NonFiniteGuardHook', action='stop'),
+    # bad images skipped by SafeLoadImageFromFile are listed in bad_images.txt
+    data_fault=dict(type='DataFaultHook'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )

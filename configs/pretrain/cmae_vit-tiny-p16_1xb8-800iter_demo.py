@@ -84,4 +84,4 @@ log_processor = dict(by_epoch=False, window_size=10)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(
-        type='CheckpointHook', by_epoch=False, interval=100, max_keep_ckpts=1))
+        type='SafeCheckpointHook', by_epoch=False, interval=100, max_keep_ckpts=1))

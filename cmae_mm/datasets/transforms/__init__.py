@@ -1,3 +1,4 @@
 # Each module below registers itself on import; keep one import line per file.
 from .conmim_mask import ConMIMBlockMaskGenerator  # noqa: F401
+from .loading import SafeLoadImageFromFile  # noqa: F401
 from .pixel_shift import PixelShift  # noqa: F401

@@ -1,5 +1,9 @@
 """Hooks, registered in MMEngine's root ``HOOKS`` registry (found from any scope)."""
+from .data_fault_hook import DataFaultHook
 from .fp16_compression_hook import Fp16CompressionHook
+from .nonfinite_guard_hook import NonFiniteGuardHook
 from .target_update_hook import TargetUpdateHook
 
-__all__ = ['Fp16CompressionHook', 'TargetUpdateHook']
+__all__ = [
+    'DataFaultHook', 'Fp16CompressionHook', 'NonFiniteGuardHook', 'TargetUpdateHook'
+]

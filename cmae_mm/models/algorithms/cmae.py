@@ -63,6 +63,10 @@ class CMAE(BaseSelfSupervisor):
         pretrained, data_preprocessor, init_cfg: as :class:`BaseSelfSupervisor`.
     """
 
+    #: the projector and predictor normalise with BatchNorm over the per-GPU batch:
+    #: training needs at least two samples per GPU (checked by CheckedRunner)
+    min_batch_size = 2
+
     def __init__(self,
                  backbone: dict,
                  neck: dict,
@@ -89,6 +93,14 @@ class CMAE(BaseSelfSupervisor):
         self.feature_decoder = MODELS.build(feature_decoder)
         self.projector = MODELS.build(projector)
         self.contrastive_head = MODELS.build(contrastive_head)
+        patches = self.backbone.num_patches
+        for name in ('neck', 'feature_decoder'):
+            decoder_patches = getattr(getattr(self, name), 'num_patches', patches)
+            if decoder_patches != patches:
+                raise ValueError(
+                    f'model.{name}.num_patches={decoder_patches} but the encoder has '
+                    f'{patches} patches (model.backbone.img_size / patch_size): set '
+                    f'model.{name}.num_patches={patches}.')
         self.target_encoder = MomentumTarget(
             nn.Sequential(self.backbone, self.projector),
             momentum=base_momentum,

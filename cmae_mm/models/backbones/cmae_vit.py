@@ -35,8 +35,6 @@ class CMAEViT(MAEViT):
                  mask_unit_size: int = 2,
                  **kwargs) -> None:
         super().__init__(mask_ratio=mask_ratio, **kwargs)
-        if not 0 <= mask_ratio < 1:
-            raise ValueError(f'mask_ratio must be in [0, 1), got {mask_ratio}.')
         h, w = self.patch_resolution
         if mask_unit_size < 1 or h % mask_unit_size or w % mask_unit_size:
             raise ValueError(
@@ -44,6 +42,15 @@ class CMAEViT(MAEViT):
                 f'{h}x{w} (img_size / patch_size); choose a divisor of both, '
                 f'e.g. 1 for per-patch masking.')
         self.mask_unit_size = mask_unit_size
+        kept = int(self.num_units * (1 - mask_ratio))
+        if not 0 < kept < self.num_units:
+            raise ValueError(
+                f'model.backbone.mask_ratio={mask_ratio} keeps {kept} of '
+                f'{self.num_units} masking units ({mask_unit_size}x{mask_unit_size} '
+                f'patches): it must leave at least one unit visible and one masked '
+                f'(the reconstruction loss averages over masked patches). Choose a '
+                f'ratio in ({1 / self.num_units:.4f}, '
+                f'{1 - 1 / self.num_units:.4f}].')
 
     @property
     def num_units(self) -> int:

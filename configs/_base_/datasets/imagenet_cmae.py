@@ -11,7 +11,8 @@ dataset_type = 'ImageNet'
 data_root = 'data/imagenet/'
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),  # BGR uint8
+    # BGR uint8; a bad file is skipped and listed (docs/reliability.md)
+    dict(type='SafeLoadImageFromFile'),
     # shared by both views: one crop to 256 x 256 (scale 0.2-1.0, bicubic) + flip
     dict(
         type='RandomResizedCrop',
@@ -62,6 +63,7 @@ train_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
+    drop_last=True,  # every batch full: BatchNorm in the projector needs >= 2
     collate_fn=dict(type='default_collate'),
     dataset=dict(
         type=dataset_type, data_root=data_root, split='train', pipeline=train_pipeline))

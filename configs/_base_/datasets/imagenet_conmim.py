@@ -62,10 +62,10 @@ view_transforms = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='MultiView', num_views=[1, 1], transforms=[[], target_view_pipeline]),
 ]
-train_pipeline = [dict(type='LoadImageFromFile')] + view_transforms + [
+train_pipeline = [dict(type='SafeLoadImageFromFile')] + view_transforms + [
     simmim_mask_generator, dict(type='PackInputs')
 ]
-blockmask_train_pipeline = [dict(type='LoadImageFromFile')] + view_transforms + [
+blockmask_train_pipeline = [dict(type='SafeLoadImageFromFile')] + view_transforms + [
     beit_block_mask_generator, dict(type='PackInputs')
 ]
 

@@ -3,7 +3,7 @@
 # 0.2-1.0, bicubic, flip), restated here.
 data_root = 'data/imagenet/'
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),
     dict(
         type='RandomResizedCrop',
         scale=224,
@@ -18,6 +18,7 @@ train_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
+    drop_last=True,
     collate_fn=dict(type='default_collate'),
     dataset=dict(
         type='ImageNet', data_root=data_root, split='train', pipeline=train_pipeline))

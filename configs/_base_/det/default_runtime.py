@@ -8,13 +8,15 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(
-        type='CheckpointHook',
+        type='SafeCheckpointHook',
         by_epoch=False,
         interval=5000,
         save_last=True,
         max_keep_ckpts=5),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='DetVisualizationHook'))
+    visualization=dict(type='DetVisualizationHook'),
+    # stop before a non-finite loss updates the weights (docs/reliability.md)
+    nonfinite_guard=dict(type='NonFiniteGuardHook', action='stop'))
 # ViTDet: fp16 compression of the gradient all-reduce (distributed runs only;
 # docs/recipes.md)
 custom_hooks = [dict(type='Fp16CompressionHook')]

@@ -1,0 +1,188 @@
+"""MMEngine's Runner with the checks a week-long run needs (docs/reliability.md)."""
+import math
+import os.path as osp
+from typing import Dict, List
+
+import torch
+from mmengine.config import Config
+from mmengine.dist import get_rank, get_world_size
+from mmengine.model import is_model_wrapper
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from .checkpoint import find_latest_intact_checkpoint, verify_checkpoint
+
+
+def _flatten(obj, prefix: str = '') -> Dict[str, object]:
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f'{prefix}{k}.'))
+        return out
+    if isinstance(obj, (list, tuple)) and any(isinstance(v, dict) for v in obj):
+        out = {}
+        for i, v in enumerate(obj):
+            out.update(_flatten(v, f'{prefix}{i}.'))
+        return out
+    return {prefix[:-1]: obj}
+
+
+#: options whose values a resume replaces by the checkpoint's (optimizer and
+#: lr-scheduler states are restored)
+RESUME_RESTORED = ('optim_wrapper.optimizer', 'param_scheduler')
+
+
+def options_discarded_by_resume(saved_cfg_text: str, cfg: Config) -> List[str]:
+    """``'key: saved -> now'`` for every option under :data:`RESUME_RESTORED` that
+    differs between the checkpoint's config and ``cfg``."""
+    saved = Config.fromstring(saved_cfg_text, file_format='.py')
+    changed = []
+    for root in RESUME_RESTORED:
+        old = _flatten(saved.to_dict().get(root.split('.')[0], {}))
+        new = _flatten(cfg.to_dict().get(root.split('.')[0], {}))
+        sub = root.split('.', 1)[1] + '.' if '.' in root else ''
+        for key in sorted(set(old) | set(new)):
+            if not key.startswith(sub):
+                continue
+            if old.get(key) != new.get(key):
+                changed.append(f'{root.split(".")[0]}.{key}: {old.get(key)!r} -> '
+                               f'{new.get(key)!r}')
+    return changed
+
+
+def check_training_setup(runner: Runner, loader) -> None:
+    """Model / data consistency that MMEngine would only report deep in training.
+
+    Raises ``ValueError`` naming the option and the fix when the per-GPU batch does
+    not fit the dataset, when a model that needs at least ``model.min_batch_size``
+    samples per GPU (CMAE: BatchNorm in its projector) could get fewer, or when the
+    pipeline's view size differs from the backbone's ``img_size``.
+    """
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    dataset, batch = loader.dataset, loader.batch_size
+    world = get_world_size()
+    per_rank = math.ceil(len(dataset) / world)
+    drop_last = getattr(loader, 'drop_last', False)
+    if len(dataset) == 0:
+        raise ValueError('The training dataset is empty: check '
+                         'train_dataloader.dataset.data_root and its layout.')
+    if batch and per_rank < batch and drop_last:
+        raise ValueError(
+            f'train_dataloader.batch_size={batch} per GPU x {world} process(es) needs '
+            f'at least {batch * world} images, the dataset has {len(dataset)}: with '
+            f'drop_last=True no batch would remain. Lower train_dataloader.batch_size '
+            f'or use more data.')
+    need = getattr(model, 'min_batch_size', 1)
+    if batch is not None and batch < need:
+        raise ValueError(
+            f'{type(model).__name__} needs at least {need} samples per GPU (BatchNorm '
+            f'in its projector / predictor), got train_dataloader.batch_size={batch}.')
+    if batch and need > 1 and not drop_last and 0 < (per_rank % batch) < need:
+        raise ValueError(
+            f'The last batch of each epoch would hold {per_rank % batch} sample(s) '
+            f'({per_rank} per process, batch {batch}), fewer than the {need} '
+            f'{type(model).__name__} needs: set train_dataloader.drop_last=True.')
+    backbone = getattr(model, 'backbone', None)
+    img_size = getattr(backbone, 'img_size', None)
+    if img_size is None:
+        return
+    img_size = tuple(img_size) if isinstance(img_size,
+                                             (tuple, list)) else (img_size, ) * 2
+    # the size the model sees: a PixelShift view, else the last RandomResizedCrop
+    found = None
+    for t in getattr(getattr(dataset, 'pipeline', None), 'transforms', []) or []:
+        if getattr(t, 'view_size', None) is not None:
+            found = (t, 'view_size', t.view_size)
+        elif type(t).__name__.endswith('RandomResizedCrop') and (found is None or
+                                                                 found[1] == 'scale'):
+            found = (t, 'scale', t.scale)
+    if found is None:
+        return
+    t, option, size = found
+    size = tuple(size) if isinstance(size, (tuple, list)) else (size, ) * 2
+    if size != img_size:
+        raise ValueError(
+            f'The pipeline makes {size[0]}x{size[1]} views ({type(t).__name__}.'
+            f'{option}) but model.backbone.img_size is {img_size[0]}x{img_size[1]}: '
+            f"set both to the same size (and the decoders' num_patches to match).")
+
+
+def _set_bad_image_log(cfg, path: str) -> None:
+    """Point every ``SafeLoadImageFromFile`` of a dataloader config at ``path``
+    (before the dataset is built: DataLoader workers fork from it)."""
+    if isinstance(cfg, dict):
+        if cfg.get('type') == 'SafeLoadImageFromFile':
+            cfg['bad_image_log'] = path
+        for value in cfg.values():
+            _set_bad_image_log(value, path)
+    elif isinstance(cfg, (list, tuple)):
+        for value in cfg:
+            _set_bad_image_log(value, path)
+
+
+@RUNNERS.register_module()
+class CheckedRunner(Runner):
+    """MMEngine's ``Runner`` plus the safety checks of docs/reliability.md.
+
+    - Before the schedule is built, :func:`check_training_setup` (batch vs dataset,
+      minimum batch, view size vs ``img_size``), with errors naming the option.
+    - Auto-resume (``resume=True``, no ``load_from``) loads the newest checkpoint that
+      reads back (:func:`~cmae_mm.engine.checkpoint.find_latest_intact_checkpoint`),
+      logging the newer ones it skipped and why; with nothing to resume it says so
+      and starts from scratch (a scheduler relaunching the same command works).
+      An explicit checkpoint that does not read back is an error naming it.
+    - Options a resume discards (optimizer settings, lr schedule: their saved
+      states are restored) are listed in a warning.
+
+    ``tools/train.py`` uses it; configs may name it with ``runner_type``.
+    """
+
+    def build_train_loop(self, loop):
+        if isinstance(self._train_dataloader, dict):
+            name = ('bad_images.txt'
+                    if get_world_size() == 1 else f'bad_images_rank{get_rank()}.txt')
+            _set_bad_image_log(self._train_dataloader, osp.join(self.work_dir, name))
+        loop = super().build_train_loop(loop)
+        check_training_setup(self, loop.dataloader)
+        return loop
+
+    def load_or_resume(self) -> None:
+        if self._resume:
+            if self._load_from is None:
+                path, skipped = find_latest_intact_checkpoint(self.work_dir)
+                for bad, reason in skipped:
+                    self.logger.warning(f'Resume: skipping {bad}: {reason}.')
+                if path is None:
+                    self.logger.warning(
+                        f'Resume: no checkpoint to resume in {self.work_dir}; '
+                        f'starting from scratch.')
+                    self._resume = False
+                    return super().load_or_resume()
+                self.logger.info(f'Resume: the newest intact checkpoint is {path}.')
+                self._load_from = path
+            else:
+                reason = verify_checkpoint(self._load_from)
+                if reason is not None:
+                    raise RuntimeError(
+                        f'Cannot resume from {self._load_from}: {reason}. Resume from '
+                        f'another checkpoint, or with --resume and no path for the '
+                        f'newest intact one in the work dir.')
+            self._warn_discarded_options(self._load_from)
+        return super().load_or_resume()
+
+    def _warn_discarded_options(self, path: str) -> None:
+        meta = torch.load(
+            path, map_location='cpu', weights_only=True, mmap=True).get('meta', {})
+        if not isinstance(meta.get('cfg'), str):
+            return
+        try:
+            changed = options_discarded_by_resume(meta['cfg'], self.cfg)
+        except Exception as e:  # an unreadable saved config only loses the warning
+            self.logger.warning(f'Resume: could not compare the configs ({e}).')
+            return
+        if changed:
+            self.logger.warning(
+                f'Resume from {osp.basename(path)} restores the optimizer and '
+                f'lr-scheduler states saved there, so these changed options have no '
+                f'effect: {"; ".join(changed)}. To apply them, start a new run from '
+                f'the weights: load_from={path} without --resume.')

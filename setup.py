@@ -2,8 +2,8 @@
 
 ``pip install -e .`` installs the plugin into an existing OpenMMLab environment with
 compatible version ranges (requirements/runtime.txt, requirements/mminstall.txt);
-extras ``[seg]``, ``[det]``, ``[tests]``, ``[all]``. The exact set verified together is
-requirements/constraints.txt, which tools/setup_env.sh installs.
+extras ``[seg]``, ``[det]``, ``[tensorboard]``, ``[tests]``, ``[all]``. The exact set
+verified together is requirements/constraints.txt, which tools/setup_env.sh installs.
 """
 import os
 import os.path as osp
@@ -57,8 +57,9 @@ def add_mim_extension() -> None:
 
 if __name__ == '__main__':
     add_mim_extension()
-    seg, det, tests = (
-        read_requirements(f) for f in ('seg.txt', 'det.txt', 'tests.txt'))
+    seg, det, tests, tensorboard = (
+        read_requirements(f)
+        for f in ('seg.txt', 'det.txt', 'tests.txt', 'tensorboard.txt'))
     setup(
         name='cmae_mm',
         version=read_version(),
@@ -76,8 +77,9 @@ if __name__ == '__main__':
         extras_require={
             'seg': seg,
             'det': det,
-            'tests': tests,
-            'all': seg + det + tests,
+            'tests': tests + tensorboard,
+            'tensorboard': tensorboard,
+            'all': seg + det + tests + tensorboard,
         },
         classifiers=[
             'License :: OSI Approved :: Apache Software License',

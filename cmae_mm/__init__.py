@@ -15,7 +15,7 @@ A config needs only
 The layout is described in ``docs/architecture.md``.
 """
 from . import engine  # noqa: F401  (first: weights-only resume allow-list)
-from . import datasets, models, transfer  # noqa: F401
+from . import datasets, evaluation, models, transfer  # noqa: F401
 from .version import __version__
 
 __all__ = ['__version__']

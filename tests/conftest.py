@@ -68,3 +68,14 @@ def cmae_pretrain_ckpt(tmp_path_factory, photo_folder, run_tool) -> str:
         'train_dataloader.persistent_workers=False'
     ])
     return osp.join(work, 'iter_2.pth')
+
+
+@pytest.fixture(scope='module')
+def registry():
+    """MMPretrain's MODELS with cmae_mm registered, default scope mmpretrain."""
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    import cmae_mm  # noqa: F401
+    init_default_scope('mmpretrain')
+    return MODELS

@@ -73,63 +73,20 @@ def time_budget_hook(minutes: float):
     return TimeBudgetHook()
 
 
-def _center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
-    import cv2
-    h, w = rgb.shape[:2]
-    s = size / min(h, w)
-    rgb = cv2.resize(
-        rgb, (max(size, round(w * s)), max(size, round(h * s))),
-        interpolation=cv2.INTER_AREA)
-    h, w = rgb.shape[:2]
-    y, x = (h - size) // 2, (w - size) // 2
-    return rgb[y:y + size, x:x + size]
-
-
 def make_figure(model, out_path: str, seed: int = 0) -> str:
     """Rows original / masked / reconstruction for the bundled photographs."""
-    import cv2
-    import torch
-
     from cmae_mm.testing import load_photos
+    from cmae_mm.visualization import center_crop, reconstruction_figure
 
     size = model.backbone.img_size[0]
-    photos = load_photos()
-    imgs = np.stack([_center_crop(p, size) for p in photos.values()])  # RGB
-    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float()
-    prep = model.data_preprocessor
-    mean, std = prep.mean.cpu(), prep.std.cpu()  # RGB order (to_rgb=True)
-    model = model.cpu().eval()
-    torch.manual_seed(seed)
-    masked, recon = model.reconstruct((x - mean) / std)
-
-    def to_uint8(t):
-        t = (t * std + mean).clamp(0, 255).round().byte()
-        return t.permute(0, 2, 3, 1).numpy()
-
-    rows = [imgs, to_uint8(masked), to_uint8(recon)]
-    labels = ['original', 'masked', 'reconstruction']
-    pad, label_w, title_h = 4, 150, 36
-    n = len(imgs)
-    H = title_h + 3 * (size + pad) + pad
-    W = label_w + n * (size + pad) + pad
-    canvas = np.full((H, W, 3), 255, np.uint8)
-    for r, (row, label) in enumerate(zip(rows, labels)):
-        y = title_h + pad + r * (size + pad)
-        cv2.putText(canvas, label, (8, y + size // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
-                    (0, 0, 0), 1, cv2.LINE_AA)
-        for c in range(n):
-            x0 = label_w + pad + c * (size + pad)
-            canvas[y:y + size, x0:x0 + size] = row[c]
+    imgs = np.stack([center_crop(p, size) for p in load_photos().values()])  # RGB
     vis = model.backbone.num_visible
     total = model.backbone.num_patches
-    title = (f'CMAE tiny demo: {vis}/{total} patches visible '
-             f'({model.backbone.mask_unit_size}x{model.backbone.mask_unit_size}'
+    unit = model.backbone.mask_unit_size
+    title = (f'CMAE tiny demo: {vis}/{total} patches visible ({unit}x{unit}'
              f'-patch units); reconstruction = predicted masked patches '
              f'(de-normalised with each patch\'s own mean/std, as MAE) + visible ones')
-    cv2.putText(canvas, title, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
-                cv2.LINE_AA)
-    cv2.imwrite(out_path, canvas[..., ::-1])
-    return out_path
+    return reconstruction_figure(model, imgs, out_path, title, seed)
 
 
 def main() -> None:

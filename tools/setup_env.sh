@@ -6,7 +6,7 @@
 #   3. mmcv 2.1.0 with compiled ops, built once from its PyPI source distribution with the
 #      C++20 change applied here, and cached as a wheel outside the repo
 #      (CMAE_MM_CACHE, default ~/.cache/cmae_mm) keyed by mmcv/torch/python/CUDA versions;
-#   4. cmae_mm itself, editable, with all extras ([seg], [det], [tests]) under the
+#   4. cmae_mm itself, editable, with all extras ([seg], [det], [tensorboard], [tests]) under the
 #      constraints: install_requires gives ranges, the constraints file the versions.
 # Running it again when nothing changed takes about a second (a stamp file records what
 # was installed). Usage: bash tools/setup_env.sh [--force]
@@ -94,7 +94,7 @@ fi
 
 # 4. cmae_mm with all extras -----------------------------------------------------------
 T=$(date +%s)
-log "4/4 installing cmae_mm (editable) with extras seg, det, tests under the constraints"
+log "4/4 installing cmae_mm (editable) with extras seg, det, tensorboard, tests under the constraints"
 # mmcv is already installed from the wheel above and satisfies the ranges; the
 # constraints keep pip from changing torch or anything else verified.
 "${PIP[@]}" -q "${CONSTRAINTS[@]}" --no-build-isolation -e "$REPO[all]"

@@ -44,6 +44,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--no-validate', action='store_true', help='do not evaluate during training')
     parser.add_argument(
+        '--tensorboard',
+        action='store_true',
+        help='also log losses and metrics to TensorBoard (WORK_DIR/<run>/vis_data; '
+        'needs the [tensorboard] extra)')
+    parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
         help='scale the lr by actual batch / auto_scale_lr.base_batch_size')
@@ -66,6 +71,10 @@ def parse_args() -> argparse.Namespace:
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if args.tensorboard:
+        backends = cfg.visualizer.setdefault('vis_backends', [])
+        if not any(b.get('type') == 'TensorboardVisBackend' for b in backends):
+            backends.append(dict(type='TensorboardVisBackend'))
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:

@@ -28,6 +28,10 @@ env_cfg = dict(
     dist_cfg=dict(backend='nccl'),
 )
 
+# Losses, lr and validation metrics (k-NN: configs/_base_/knn/) go to every backend
+# here. TensorBoard: `tools/train.py CONFIG --tensorboard` (extra [tensorboard]), or
+# add dict(type='TensorboardVisBackend') below; Weights & Biases (pip install wandb):
+# dict(type='WandbVisBackend', init_kwargs=dict(project='cmae_mm')).
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
 

@@ -216,16 +216,7 @@ class CMAE(BaseSelfSupervisor):
             de-normalised with each patch's own mean and std, as in MAE's
             visualisation. Both in the normalised space of ``inputs``.
         """
+        from ...visualization import masked_reconstruction
         if isinstance(inputs, (list, tuple)):
             inputs = inputs[0]
-        latent, mask, ids_restore = self.backbone(inputs)
-        pred = self.neck(latent, ids_restore)
-        patches = self.head.patchify(inputs)
-        if self.head.norm_pix:
-            mean = patches.mean(dim=-1, keepdim=True)
-            var = patches.var(dim=-1, keepdim=True)
-            pred = pred * (var + 1.e-6)**.5 + mean
-        m = mask.unsqueeze(-1)
-        masked = self.head.unpatchify(patches * (1 - m))
-        recon = self.head.unpatchify(pred * m + patches * (1 - m))
-        return masked, recon
+        return masked_reconstruction(self, inputs)

@@ -172,7 +172,7 @@ def test_metafiles_list_every_config_and_load():
 @pytest.mark.parametrize('page', [
     'architecture.md', 'recipes.md', 'software_stack.md', 'installation.md',
     'checkpoints.md', 'transfer.md', 'contributing.md', 'training.md', 'reliability.md',
-    'converters.md', 'release_differences.md'
+    'converters.md', 'release_differences.md', 'evaluation.md', 'fashion_mnist_study.md'
 ])
 def test_docs_pages_are_linked_from_the_readme(page):
     assert f'docs/{page}' in open(osp.join(REPO, 'README.md')).read()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 STUDY = {
-    m: f'configs/study/{m}_vit-tiny-p4_1xb128-5e_fashion-mnist-32px.py'
+    m: osp.join('configs', 'study', f'{m}_vit-tiny-p4_1xb128-5e_fashion-mnist-32px.py')
     for m in ('mae', 'cmae', 'conmim')
 }
 

@@ -42,7 +42,9 @@ def test_install_requires_are_compatible_ranges(name):
 def test_installed_metadata_declares_the_ranges_and_extras():
     """What pip recorded when tools/setup_env.sh installed cmae_mm (editable)."""
     meta = metadata.metadata('cmae_mm')
-    assert set(meta.get_all('Provides-Extra')) == {'seg', 'det', 'tests', 'all'}
+    assert set(meta.get_all('Provides-Extra')) == {
+        'seg', 'det', 'tensorboard', 'tests', 'all'
+    }
     declared = [Requirement(r) for r in metadata.requires('cmae_mm')]
     base = {r.name.lower() for r in declared if r.marker is None}
     assert base == {
@@ -55,6 +57,7 @@ def test_installed_metadata_declares_the_ranges_and_extras():
     assert ('mmsegmentation', 'extra == "seg"') in extras
     assert ('mmdet', 'extra == "det"') in extras
     assert ('pycocotools', 'extra == "det"') in extras
+    assert ('tensorboard', 'extra == "tensorboard"') in extras
 
 
 def test_constraints_are_exact_and_are_this_environment():

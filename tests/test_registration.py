@@ -5,11 +5,12 @@ import pytest
 
 EXPECTED = {
     ('mmpretrain', 'MODELS'): [
-        'CMAE', 'CMAEViT', 'CMAEFeatureDecoder', 'ConMIM', 'TokenNonLinearNeck',
-        'DenoisingContrastiveLoss', 'TransferViT', 'TransferBEiTViT'
+        'CMAE', 'CMAEViT', 'CMAEFeatureDecoder', 'ConMIM', 'ConMIMViT',
+        'TokenNonLinearNeck', 'DenoisingContrastiveLoss', 'TransferViT',
+        'TransferBEiTViT'
     ],
     ('mmpretrain', 'TRANSFORMS'):
-    ['PixelShift', 'ConMIMBlockMaskGenerator', 'SafeLoadImageFromFile'],
+    ['PixelShift', 'ConMIMBlockMaskGenerator', 'SafeLoadImageFromFile', 'GrayToBGR'],
     ('mmseg', 'MODELS'): ['TransferViT', 'TransferBEiTViT'],
     ('mmdet', 'MODELS'): ['ViTDet', 'SimpleFPN'],
     # generic parts live in MMEngine's root registries: every scope finds them
@@ -18,6 +19,7 @@ EXPECTED = {
         'SafeCheckpointHook', 'DataFaultHook'
     ],
     ('mmengine', 'RUNNERS'): ['CheckedRunner'],
+    ('mmengine', 'LOOPS'): ['KNNValLoop'],
     ('mmengine', 'OPTIM_WRAPPER_CONSTRUCTORS'):
     ['BackboneLayerDecayOptimWrapperConstructor'],
     ('mmengine', 'WEIGHT_INITIALIZERS'): ['PretrainedEncoder'],

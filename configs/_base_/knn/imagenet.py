@@ -4,8 +4,9 @@
 #   _base_ = [..., '../_base_/knn/imagenet.py']
 #   train_cfg = dict(val_interval=50)   # epochs (iterations for iteration loops)
 # Cost: one forward pass of the encoder (no masking) over bank + validation images,
-# i.e. (100 x 1000 + 50,000) images with bank_per_class=100, about 3 % of an epoch
-# of 1.28 M images at a quarter of the training cost per image (docs/evaluation.md).
+# i.e. (100 x 1000 + 50,000) images with bank_per_class=100, at about a third of a
+# CMAE training step's FLOPs per image: about 4 % of an epoch of 1.28 M images
+# (docs/evaluation.md).
 imagenet_root = 'data/imagenet/'
 knn_eval_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -22,6 +22,7 @@ EXPECTED = {
     ('mmengine', 'LOOPS'): ['KNNValLoop'],
     ('mmengine', 'OPTIM_WRAPPER_CONSTRUCTORS'):
     ['BackboneLayerDecayOptimWrapperConstructor'],
+    ('mmengine', 'OPTIM_WRAPPERS'): ['MixedPrecisionOptimWrapper'],
     ('mmengine', 'WEIGHT_INITIALIZERS'): ['PretrainedEncoder'],
     ('mmengine', 'MODEL_WRAPPERS'): ['CPUDistributedDataParallel'],
 }

@@ -139,10 +139,11 @@ def test_weight_decay_groups_follow_the_release(registry):
     cls_token -- so the projector / predictor BatchNorm weights ARE decayed."""
     from mmengine.optim import build_optim_wrapper
     model, cfg = build(registry, CMAE_CFG)
-    # only the parameter groups matter here: a plain wrapper (the recipe's mixed
-    # precision wrapper needs a GPU in MMEngine 0.10.7)
+    # only the parameter groups matter here: a plain wrapper with the recipe's
+    # optimizer and paramwise_cfg
     optim_cfg = dict(cfg.optim_wrapper, type='OptimWrapper')
     optim_cfg.pop('loss_scale', None)
+    optim_cfg.pop('dtype', None)
     wrapper = build_optim_wrapper(model, optim_cfg)
     decay = {
         id(p): g['weight_decay']

@@ -1,7 +1,8 @@
 """Train a model from an MMPretrain, MMSegmentation or MMDetection config.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [PATH]] [--overwrite]
-        [--amp] [--auto-scale-lr] [--cfg-options KEY=VALUE ...]
+        [--amp] [--precision auto|fp32|fp16|bf16] [--auto-scale-lr]
+        [--cfg-options KEY=VALUE ...]
         [--launcher none|pytorch|slurm|mpi]
 
 cmae_mm is imported whatever the config says, so its modules are always registered.
@@ -9,6 +10,9 @@ Training runs on :class:`cmae_mm.engine.runner.CheckedRunner` (MMEngine's Runner
 the checks of docs/reliability.md). A work dir that holds checkpoints is only used
 with --resume (continue) or --overwrite (start anew).
 The same config runs on GPUs (NCCL) and on CPUs (gloo); see cmae_mm/engine/launch.py.
+Precision: ``MixedPrecisionOptimWrapper`` (cmae_mm/engine/optimizers) chooses float16
++ loss scaling on GPUs, bfloat16 on CPUs; --amp turns a config's ``OptimWrapper`` /
+``AmpOptimWrapper`` into it, --precision sets it explicitly (docs/training.md).
 """
 import argparse
 import os
@@ -40,7 +44,17 @@ def parse_args() -> argparse.Namespace:
         help='start a new run in a work dir that already holds checkpoints (they may '
         'be overwritten); without it such a run is refused')
     parser.add_argument(
-        '--amp', action='store_true', help='automatic mixed precision (GPU)')
+        '--amp',
+        action='store_true',
+        help='mixed precision chosen by device: optim_wrapper becomes '
+        "MixedPrecisionOptimWrapper(dtype='auto'): float16 + dynamic loss scaling on "
+        'GPUs, bfloat16 on CPUs')
+    parser.add_argument(
+        '--precision',
+        choices=sorted(PRECISIONS),
+        help='explicit precision, applied after --amp and --cfg-options: auto (as '
+        '--amp), fp16, bf16 (MixedPrecisionOptimWrapper with that dtype) or fp32 '
+        '(plain OptimWrapper; loss_scale / dtype keys dropped)')
     parser.add_argument(
         '--no-validate', action='store_true', help='do not evaluate during training')
     parser.add_argument(
@@ -68,6 +82,35 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+#: --precision -> MixedPrecisionOptimWrapper dtype (fp32: plain OptimWrapper)
+PRECISIONS = {'auto': 'auto', 'fp16': 'float16', 'bf16': 'bfloat16', 'fp32': None}
+#: wrapper types --amp / --precision may replace
+PRECISION_WRAPPERS = ('OptimWrapper', 'AmpOptimWrapper', 'MixedPrecisionOptimWrapper')
+#: AmpOptimWrapper arguments a plain OptimWrapper does not take
+AMP_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
+
+
+def set_precision(cfg: Config, precision: str, flag: str) -> None:
+    """Make ``cfg.optim_wrapper`` train in ``precision`` (a :data:`PRECISIONS` key,
+    or 'amp': mixed precision by device, keeping an explicit float16 / bfloat16)."""
+    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper not in PRECISION_WRAPPERS:
+        raise ValueError(f'{flag} replaces optim_wrapper.type {PRECISION_WRAPPERS}; '
+                         f'the config has {wrapper!r}.')
+    if precision == 'fp32':
+        cfg.optim_wrapper.type = 'OptimWrapper'
+        for key in AMP_KEYS:
+            cfg.optim_wrapper.pop(key, None)
+        return
+    if precision == 'amp':
+        dtype = str(cfg.optim_wrapper.get('dtype')).replace('torch.', '')
+        dtype = dtype if dtype in ('float16', 'bfloat16') else 'auto'
+    else:
+        dtype = PRECISIONS[precision]
+    cfg.optim_wrapper.type = 'MixedPrecisionOptimWrapper'
+    cfg.optim_wrapper.dtype = dtype
+
+
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
@@ -81,12 +124,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     if args.amp:
-        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
-            raise ValueError('--amp turns optim_wrapper.type "OptimWrapper" into '
-                             f'"AmpOptimWrapper"; the config has {wrapper!r}.')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        set_precision(cfg, 'amp', '--amp')
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
@@ -100,6 +138,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.auto_scale_lr.enable = True
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if getattr(args, 'precision', None) is not None:
+        set_precision(cfg, args.precision, f'--precision {args.precision}')
     check_work_dir(cfg, args)
     return prepare_launch(cfg, args.launcher)
 

@@ -53,7 +53,7 @@ model = dict(
 # on
 # norms, biases, cls_token, pos_embed (as MMPretrain's MAE fine-tune config).
 optim_wrapper = dict(
-    type='OptimWrapper',  # add --amp on GPUs (released configs use mixed precision)
+    type='OptimWrapper',  # released: mixed precision; add --amp (fp16 GPU, bf16 CPU)
     optimizer=dict(
         type='AdamW',
         lr=base_lr * batch_size / 256,

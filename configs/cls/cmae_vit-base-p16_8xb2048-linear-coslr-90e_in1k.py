@@ -43,7 +43,7 @@ model = dict(
 )
 
 optim_wrapper = dict(
-    type='OptimWrapper',  # add --amp on GPUs
+    type='OptimWrapper',  # --amp: MixedPrecisionOptimWrapper (fp16 GPU, bf16 CPU)
     optimizer=dict(type='LARS', lr=6.4, weight_decay=0.0, momentum=0.9))
 
 max_epochs = 90

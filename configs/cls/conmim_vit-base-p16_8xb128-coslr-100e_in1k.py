@@ -36,6 +36,7 @@ model = dict(
         use_rel_pos_bias=True,
         use_shared_rel_pos_bias=False,
         layer_scale_init_value=0.1,  # overwritten by the loaded gamma_1/gamma_2
+        use_sdpa=True,  # attention through SDPA, the relative bias as additive mask
         init_cfg=dict(
             type='PretrainedEncoder',
             checkpoint=pretrained,
@@ -56,7 +57,7 @@ model = dict(
 )
 
 optim_wrapper = dict(
-    type='OptimWrapper',  # add --amp on GPUs
+    type='OptimWrapper',  # --amp: mixed precision (docs/training.md)
     optimizer=dict(
         type='AdamW', lr=lr, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
     constructor='LearningRateDecayOptimWrapperConstructor',

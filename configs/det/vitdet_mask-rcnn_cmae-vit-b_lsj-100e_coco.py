@@ -31,7 +31,8 @@ test_evaluator = val_evaluator
 # AdamW lr 1e-4, wd 0.1, layer decay 0.7 (docs/recipes.md): block i of L=12 gets
 # lr * 0.7 ** (12 - i); embeddings 0.7 ** 13; pyramid and heads the full lr. No weight
 # decay on 1-d tensors (norms, biases) and pos_embed, as MMDetection's ViTDet project.
-# Mixed precision as ViTDet: add --amp to tools/train.py / dist_train.sh (GPU).
+# Mixed precision as ViTDet: add --amp to tools/train.py / dist_train.sh
+# (MixedPrecisionOptimWrapper: float16 + dynamic loss scaling on GPUs).
 optim_wrapper = dict(
     type='OptimWrapper',
     constructor='BackboneLayerDecayOptimWrapperConstructor',

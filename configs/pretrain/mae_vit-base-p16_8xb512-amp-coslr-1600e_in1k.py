@@ -2,6 +2,8 @@
 # settings of MMPretrain 1.2.0's
 # configs/mae/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py
 # (same optimizer and schedule as CMAE's recipe; no 'bn' key: MAE has no BatchNorm).
+# Its AmpOptimWrapper (float16, loss_scale='dynamic') is the schedule's
+# MixedPrecisionOptimWrapper here: the same on GPUs, bfloat16 on CPUs.
 # Reported (CMAE README): MAE ViT-B fine-tune 82.9 (300 ep), 83.6 (1600 ep).
 _base_ = [
     '../_base_/models/mae_vit-base-p16.py',

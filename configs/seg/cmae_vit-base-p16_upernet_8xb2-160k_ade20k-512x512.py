@@ -84,7 +84,7 @@ model = dict(
 # tensors
 # (norms, biases), pos_embed and cls_token, as MMSegmentation's MAE constructor.
 optim_wrapper = dict(
-    type='OptimWrapper',  # --amp turns it into AmpOptimWrapper (dynamic loss scale)
+    type='OptimWrapper',  # --amp: MixedPrecisionOptimWrapper, fp16 + dynamic scale
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='BackboneLayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(

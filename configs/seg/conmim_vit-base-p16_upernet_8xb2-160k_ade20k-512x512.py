@@ -26,6 +26,7 @@ model = dict(
         use_rel_pos_bias=True,
         use_shared_rel_pos_bias=False,
         layer_scale_init_value=0.1,  # overwritten by the loaded gamma_1/gamma_2
+        use_sdpa=True,  # attention through SDPA, the relative bias as additive mask
         init_cfg=dict(
             type='PretrainedEncoder',
             checkpoint=None,

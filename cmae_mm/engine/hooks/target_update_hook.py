@@ -22,6 +22,10 @@ class TargetUpdateHook(Hook):
     No update happens when no optimizer step did: between the steps of gradient
     accumulation (``optim_wrapper.accumulative_counts``), and in an iteration whose
     step was skipped (message-hub info ``'optimizer_step_skipped'``).
+    Under mixed precision (``MixedPrecisionOptimWrapper``) the update runs outside
+    autocast (which covers only the forward) on float32 parameters (autocast never
+    casts parameters); the target's BatchNorm running statistics are float32
+    buffers, updated by its forward.
     The pretraining configs list it in ``custom_hooks``; CMAE and ConMIM refuse to
     train in a Runner without it.
     """

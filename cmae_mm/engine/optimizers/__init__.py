@@ -1,5 +1,6 @@
-"""Optimizer-wrapper constructors, registered in MMEngine's root registry."""
+"""Optimizer wrappers and their constructors, registered in MMEngine's root registry."""
 from .layer_decay_optim_wrapper_constructor import \
     BackboneLayerDecayOptimWrapperConstructor
+from .mixed_precision_optim_wrapper import MixedPrecisionOptimWrapper
 
-__all__ = ['BackboneLayerDecayOptimWrapperConstructor']
+__all__ = ['BackboneLayerDecayOptimWrapperConstructor', 'MixedPrecisionOptimWrapper']

@@ -8,7 +8,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 
-from ..utils import MomentumTarget, check_target_update_hook, release_xavier_init
+from ..utils import (MomentumTarget, autocast_disabled, check_target_update_hook,
+                     release_xavier_init)
 
 
 @MODELS.register_module()
@@ -32,6 +33,11 @@ class CMAE(BaseSelfSupervisor):
     each optimizer step, ``theta_t <- m theta_t + (1 - m) theta_s``
     (:meth:`update_target`);
     ``loss()`` has no side effect. Decoders and predictor have no copy.
+
+    Mixed precision (:class:`~cmae_mm.engine.optimizers.MixedPrecisionOptimWrapper`):
+    the contrastive head (predictor, logits, cross-entropy) runs with autocast off,
+    in float32; ``loss_rc``'s MSE is float32 under autocast anyway (``mse_loss`` is on
+    the CPU and CUDA float32 lists).
 
     Checkpoint keys: ``backbone.*`` (online encoder), ``target_encoder.module.0.*``
     (target encoder), ``target_encoder.module.1.*`` (target projector), and
@@ -194,7 +200,9 @@ class CMAE(BaseSelfSupervisor):
             key = target_projector(
                 [target_encoder.forward_target(target, use_cls=self.target_cls)])[0]
 
-        loss_ct = self.contrastive_head.loss(query, key)
+        # predictor, logits and cross-entropy in float32 under mixed precision
+        with autocast_disabled(query.device):
+            loss_ct = self.contrastive_head.loss(query.float(), key.float())
         return dict(
             loss_rc=self.loss_rc_weight * loss_rc,
             loss_ct=self.loss_ct_weight * loss_ct)

@@ -2,7 +2,9 @@
 
 ``TransferViT`` is MMPretrain's ``VisionTransformer`` (the architecture of CMAE's
 ``MAEViT`` encoder, same state-dict keys) and ``TransferBEiTViT`` is MMPretrain's
-``BEiTViT`` (the architecture of ConMIM's ``BEiTPretrainViT`` encoder). Both only add
+``BEiTViT`` (the architecture of ConMIM's ``BEiTPretrainViT`` encoder; its attention
+runs through ``F.scaled_dot_product_attention`` unless ``use_sdpa=False``, see
+:mod:`cmae_mm.models.backbones.conmim_vit`, same state dict). Both add
 :class:`~cmae_mm.transfer.weight_loading.PretrainedEncoderInitMixin`, so that
 
     init_cfg=dict(type='PretrainedEncoder', checkpoint=..., encoder='online')
@@ -28,6 +30,7 @@ from mmengine.logging import print_log
 from mmpretrain.models import BEiTViT, VisionTransformer
 from mmpretrain.registry import MODELS
 
+from ...models.backbones.conmim_vit import BEiTSDPAMixin
 from ..weight_loading import PretrainedEncoderInitMixin
 
 
@@ -80,11 +83,18 @@ class TransferViT(PretrainedEncoderInitMixin, VisionTransformer):
 
 
 @MODELS.register_module()
-class TransferBEiTViT(PretrainedEncoderInitMixin, BEiTViT):
+class TransferBEiTViT(PretrainedEncoderInitMixin, BEiTSDPAMixin, BEiTViT):
     """MMPretrain's ``BEiTViT`` (ConMIM's encoder) initialised by ``PretrainedEncoder``.
 
     Inputs ``(B, 3, H, W)``; outputs as ``BEiTViT``. Relative position tables are
     prepared on loading as described in the module docstring.
+
+    Args:
+        use_sdpa (bool): attention through ``F.scaled_dot_product_attention`` with
+            the relative position bias as additive mask
+            (:class:`~cmae_mm.models.backbones.conmim_vit.BEiTAttentionSDPA`; same
+            state dict); False keeps ``BEiTAttention``. Defaults to True.
+        **kwargs: the ``BEiTViT`` arguments.
     """
 
     def _prepare_relative_position_bias_table(self, state_dict: Dict[str, torch.Tensor],

@@ -12,6 +12,10 @@ image encoder, itself a ViTDet backbone) has all of that; this class
   ``(B, C, H/16, W/16)`` map of the last block;
 - adds stochastic depth to the attention branch too (ViTSAM applies it to the MLP
   branch only; ViTDet drops both residual branches);
+- computes attention with ``F.scaled_dot_product_attention`` (``use_sdpa``, default
+  on): ViTSAM's decomposed relative position term is built as an additive
+  ``(B, heads, N, N)`` bias and passed as ``attn_mask``, so a fused kernel replaces
+  the hand-written softmax (:class:`ViTSAMAttentionSDPA`, same parameters);
 - maps a cmae_mm pretraining encoder (MMPretrain ``VisionTransformer`` / ``MAEViT``
   keys) onto its own keys in :meth:`ViTDet.adapt_pretrained_state_dict`, which the
   ``PretrainedEncoder`` initializer calls before a checked (never silent) load.
@@ -22,12 +26,14 @@ from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from mmcv.cnn.bricks.drop import build_dropout
 from mmdet.registry import MODELS
 from mmengine.logging import print_log
 from mmengine.model import ModuleList
-from mmpretrain.models.backbones.vit_sam import (TransformerEncoderLayer, ViTSAM,
-                                                 window_partition, window_unpartition)
+from mmpretrain.models.backbones.vit_sam import (Attention, TransformerEncoderLayer,
+                                                 ViTSAM, get_rel_pos, window_partition,
+                                                 window_unpartition)
 from mmpretrain.models.utils import resize_pos_embed
 
 from ..weight_loading import PretrainedEncoderInitMixin
@@ -59,17 +65,86 @@ VIT_TO_VITSAM_STEM_KEYS = OrderedDict(
 DROPPED_KEYS = ('cls_token', 'mask_token', 'ln1.weight', 'ln1.bias')
 
 
+def decomposed_rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor,
+                            rel_pos_w: torch.Tensor, q_size: Tuple[int, int],
+                            k_size: Tuple[int, int]) -> torch.Tensor:
+    """The decomposed relative position term of ViTSAM's ``add_decomposed_rel_pos``
+    (``mmpretrain/models/backbones/vit_sam.py``) as a bias of its own.
+
+    Args:
+        q: queries ``(..., q_h * q_w, C)`` (unscaled, as ViTSAM uses them).
+        rel_pos_h: ``(L_h, C)`` table of the height axis.
+        rel_pos_w: ``(L_w, C)`` table of the width axis.
+        q_size: ``(q_h, q_w)``; k_size: ``(k_h, k_w)``.
+
+    Returns:
+        ``(..., q_h * q_w, k_h * k_w)``: ``bias[.., (y, x), (i, j)] =
+        q[.., (y, x)] . (Rh[y, i] + Rw[x, j])``, i.e. what ``add_decomposed_rel_pos``
+        adds to the logits.
+    """
+    q_h, q_w = q_size
+    k_h, k_w = k_size
+    Rh = get_rel_pos(q_h, k_h, rel_pos_h)  # (q_h, k_h, C)
+    Rw = get_rel_pos(q_w, k_w, rel_pos_w)  # (q_w, k_w, C)
+    lead = q.shape[:-2]
+    r_q = q.reshape(*lead, q_h, q_w, q.shape[-1])
+    rel_h = torch.einsum('...hwc,hkc->...hwk', r_q, Rh)  # (..., q_h, q_w, k_h)
+    rel_w = torch.einsum('...hwc,wkc->...hwk', r_q, Rw)  # (..., q_h, q_w, k_w)
+    return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(
+        *lead, q_h * q_w, k_h * k_w)
+
+
+class ViTSAMAttentionSDPA(Attention):
+    """ViTSAM's ``Attention`` computed by ``F.scaled_dot_product_attention``.
+
+    Same arguments and parameters as ``Attention`` (``qkv``, ``proj``,
+    ``rel_pos_h`` / ``rel_pos_w``); the decomposed relative position term is passed
+    as SDPA's additive ``attn_mask`` (:func:`decomposed_rel_pos_bias`) with the
+    module's ``scale``. Only ``forward`` differs (no ``__init__``, nothing new in the
+    state dict), so a built ``Attention`` can be re-classed to it.
+    Input and output: ``(B, H, W, C)`` (``B`` may count windows).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, _ = x.shape
+        # q, k, v: (B, heads, H * W, C / heads)
+        q, k, v = self.qkv(x).reshape(B, H * W, 3, self.num_heads,
+                                      -1).permute(2, 0, 3, 1, 4).unbind(0)
+        bias = None
+        if self.use_rel_pos:
+            # (B, heads, H * W, H * W), in the dtype of q (half under autocast)
+            bias = decomposed_rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, (H, W),
+                                           (H, W)).to(q.dtype)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        # (B, heads, H * W, C / heads) -> (B, H, W, C)
+        x = x.view(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4)
+        return self.proj(x.reshape(B, H, W, -1))
+
+
 class ViTDetLayer(TransformerEncoderLayer):
     """A ``ViTSAM`` block with stochastic depth on both residual branches.
 
     ``x = x + DropPath(Attn(LN(x)))``; ``x = x + DropPath(MLP(LN(x)))``.
     Input and output: ``(B, H, W, C)``.
+
+    Args:
+        drop_path_rate (float): stochastic depth of both branches. Defaults to 0.
+        use_sdpa (bool): re-class the block's ``Attention`` to
+            :class:`ViTSAMAttentionSDPA` (same tensors, no random draws). Defaults to
+            True.
+        *args, **kwargs: the ``TransformerEncoderLayer`` arguments.
     """
 
-    def __init__(self, *args, drop_path_rate: float = 0., **kwargs) -> None:
+    def __init__(self,
+                 *args,
+                 drop_path_rate: float = 0.,
+                 use_sdpa: bool = True,
+                 **kwargs) -> None:
         super().__init__(*args, drop_path_rate=drop_path_rate, **kwargs)
         self.drop_path = build_dropout(
             dict(type='DropPath', drop_prob=float(drop_path_rate)))
+        if use_sdpa:
+            self.attn.__class__ = ViTSAMAttentionSDPA
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
@@ -102,6 +177,10 @@ class ViTDet(PretrainedEncoderInitMixin, ViTSAM):
             on both residual branches. Defaults to 0.1 (ViTDet, ViT-B).
         window_size (int): window of the non-global blocks. Defaults to 14.
         use_rel_pos (bool): decomposed relative position. Defaults to True.
+        use_sdpa (bool): attention through ``F.scaled_dot_product_attention``, the
+            relative position term as additive mask (:class:`ViTSAMAttentionSDPA`;
+            same state dict). False keeps ViTSAM's hand-written attention. Defaults
+            to True.
         init_cfg (dict, optional): e.g. ``dict(type='PretrainedEncoder',
             checkpoint=..., encoder='online')``, applied after ViTSAM's own init
             (which re-draws ``pos_embed``) by ``PretrainedEncoderInitMixin``.
@@ -122,6 +201,7 @@ class ViTDet(PretrainedEncoderInitMixin, ViTSAM):
                  window_size: int = 14,
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
                  init_cfg: Optional[dict] = None,
+                 use_sdpa: bool = True,
                  **kwargs) -> None:
         for key in ('out_channels', 'out_indices', 'out_type', 'layer_cfgs'):
             if key in kwargs:
@@ -161,6 +241,7 @@ class ViTDet(PretrainedEncoderInitMixin, ViTSAM):
                 window_size=0 if i in self.global_attn_indexes else window_size,
                 input_size=self.patch_resolution,
                 use_rel_pos=use_rel_pos,
+                use_sdpa=use_sdpa,
                 norm_cfg=norm_cfg) for i in range(self.num_layers))
         if self.frozen_stages > 0:
             self._freeze_stages()

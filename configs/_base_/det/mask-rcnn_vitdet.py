@@ -40,6 +40,7 @@ model = dict(
         drop_path_rate=0.1,  # docs/recipes.md
         window_size=14,  # docs/recipes.md
         use_rel_pos=True,  # decomposed relative position, docs/recipes.md
+        use_sdpa=True,  # attention through SDPA, the relative term as additive mask
         qkv_bias=True,
         norm_cfg=backbone_norm_cfg,
         # The CMAE online encoder; `checkpoint` is set by the top-level config.

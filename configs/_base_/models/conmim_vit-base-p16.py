@@ -10,7 +10,10 @@ model = dict(
     type='ConMIM',
     data_preprocessor=data_preprocessor,
     backbone=dict(
-        type='BEiTPretrainViT',
+        # MMPretrain's BEiTPretrainViT, attention through SDPA (same state dict;
+        # use_sdpa=False: BEiTPretrainViT's own attention)
+        type='ConMIMViT',
+        use_sdpa=True,
         arch=dict(  # ViT-B/16 (released conmim_base_patch16_224)
             embed_dims=768,
             num_layers=12,

@@ -2,9 +2,12 @@
 # AdamW, lr 1.5e-4 x batch / 256 at global batch 4096, betas (0.9, 0.95), wd 0.05
 # (none on LayerNorms, biases, pos_embed, mask_token, cls_token), mixed precision,
 # 40 warm-up epochs (linear from 1e-4 x lr), then cosine to the end; 1600 epochs.
+# Mixed precision (cmae_mm/engine/optimizers/mixed_precision_optim_wrapper.py): the
+# release's float16 with dynamic loss scaling on GPUs (dtype='auto',
+# loss_scale='dynamic' by default), bfloat16 on CPUs; float32: tools/train.py
+# --precision fp32 (or optim_wrapper.type=OptimWrapper).
 optim_wrapper = dict(
-    type='AmpOptimWrapper',  # GPU; on CPU use type='OptimWrapper'
-    loss_scale='dynamic',
+    type='MixedPrecisionOptimWrapper',
     optimizer=dict(
         type='AdamW', lr=1.5e-4 * 4096 / 256, betas=(0.9, 0.95), weight_decay=0.05),
     # the release's custom keys (no 'bn' key: the projector and predictor BatchNorm

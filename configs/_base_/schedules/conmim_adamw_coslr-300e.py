@@ -4,9 +4,13 @@
 # released: AdamW betas (0.9, 0.98), eps 1e-8, wd 0.05 (constant), clip_grad 1.0;
 # no decay on 1-d parameters (norms, biases, q/v bias, layer scale) and on cls_token /
 # pos_embed (optim_factory).
+# released mixed precision (engine_for_pretraining.py): float16 autocast with a
+# GradScaler loss scaler. MixedPrecisionOptimWrapper (dtype='auto',
+# loss_scale='dynamic' by default) does that on GPUs and trains in bfloat16 on CPUs;
+# float32: tools/train.py --precision fp32 (or optim_wrapper.type=OptimWrapper).
 lr = 7.5e-4  # ViT-L command (batch 2048); ViT-S/B: extrapolated from it
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='MixedPrecisionOptimWrapper',
     optimizer=dict(type='AdamW', lr=lr, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.05),
     clip_grad=dict(max_norm=1.0),
     paramwise_cfg=dict(

@@ -13,10 +13,13 @@ pretraining resumes from its newest intact checkpoint):
 3. pretrains each method with ``tools/train.py`` (configs/study/), whose
    ``KNNValLoop`` evaluates k-NN and the linear probe on the 10,000 test images after
    every epoch;
-4. writes ``results.json``, ``results.md`` and ``knn_linear_vs_epoch.png`` to the work
+4. evaluates each method's last epoch again with all 60,000 training images as the
+   k-NN bank and the linear probe's training set (the raw-pixel baseline's bank);
+5. writes ``results.json``, ``results.md`` and ``knn_linear_vs_epoch.png`` to the work
    dir. docs/fashion_mnist_study.md describes the design and the measured results.
 """
 import argparse
+import glob
 import json
 import os
 import os.path as osp
@@ -90,6 +93,7 @@ def raw_pixel_baselines(data_root: str, per_class: int) -> dict:
     out['knn_bank'] = knn_accuracy(x[keep], y[keep], xt, yt, 10)
     out['knn_full'] = knn_accuracy(x, y, xt, yt, 10)
     out['linear_bank'] = linear_probe_accuracy(x[keep], y[keep], xt, yt, 10)
+    out['linear_full'] = linear_probe_accuracy(x, y, xt, yt, 10)
     return out
 
 
@@ -120,6 +124,25 @@ def epoch_metrics(method_dir: str) -> dict:
     return out
 
 
+def knn_eval(config: str,
+             checkpoint: str,
+             out_dir: str,
+             data_opt: list,
+             log: str,
+             extra_opt: tuple = ()) -> dict:
+    """k-NN and linear probe of one checkpoint (or 'random') with the eval tool."""
+    run([
+        sys.executable, 'tools/analysis/knn_eval.py', config, checkpoint,
+        '--linear-probe', '--work-dir', out_dir, '--cfg-options'
+    ] + data_opt + list(extra_opt), log)
+    with open(osp.join(out_dir, 'knn_metrics.json')) as f:
+        metrics = json.load(f)['metrics']
+    return {
+        k: metrics[k]
+        for k in ('knn/top1', 'knn/top5', 'linear/top1', 'linear/top5')
+    }
+
+
 def write_results(work_dir: str, state: dict, methods: list) -> None:
     results = dict(
         baselines=state.get('baselines', {}),
@@ -135,8 +158,6 @@ def write_results(work_dir: str, state: dict, methods: list) -> None:
                 })
             for m in methods
         })
-    with open(osp.join(work_dir, 'results.json'), 'w') as f:
-        json.dump(results, f, indent=2)
     base = results['baselines']
     lines = [
         '| method | epoch | k-NN top-1 | k-NN top-5 | linear top-1 | linear top-5 |',
@@ -147,12 +168,28 @@ def write_results(work_dir: str, state: dict, methods: list) -> None:
             lines.append(f"| {NAMES[m]} | {e} | {v.get('knn/top1', 0):.2f} | "
                          f"{v.get('knn/top5', 0):.2f} | {v.get('linear/top1', 0):.2f} "
                          f"| {v.get('linear/top5', 0):.2f} |")
+    lines += [
+        '', '| method | epoch | bank of all 60,000: k-NN top-1 | k-NN top-5 | '
+        'linear top-1 | linear top-5 |', '|---|---|---|---|---|---|'
+    ]
+    for m in methods:
+        full = state.get(f'{m}_full_bank')
+        if full:
+            v = full['metrics']
+            lines.append(f"| {NAMES[m]} | {full['epoch']} | {v['knn/top1']:.2f} | "
+                         f"{v['knn/top5']:.2f} | {v['linear/top1']:.2f} | "
+                         f"{v['linear/top5']:.2f} |")
+    results['full_bank'] = {m: state.get(f'{m}_full_bank') for m in methods}
+    with open(osp.join(work_dir, 'results.json'), 'w') as f:
+        json.dump(results, f, indent=2)
     raw = base.get('raw_pixels', {})
     if raw:
         lines += [
             '', '| baseline | k-NN top-1 | linear top-1 |', '|---|---|---|',
             f"| raw pixels, bank of 5,000 | {raw['knn_bank']['top1']:.2f} | "
             f"{raw['linear_bank']['top1']:.2f} |",
+            f"| raw pixels, bank of all 60,000 | {raw['knn_full']['top1']:.2f} | "
+            f"{raw['linear_full']['top1']:.2f} |" if 'linear_full' in raw else
             f"| raw pixels, bank of all 60,000 | {raw['knn_full']['top1']:.2f} | - |"
         ]
     lines += ['', '| method | pretraining + evaluation wall time (min) |', '|---|---|']
@@ -176,16 +213,23 @@ def plot(work_dir: str, results: dict, methods: list) -> None:
         for m in methods:
             ep = results['methods'][m]['epochs']
             xs = [int(e) for e in ep]
-            ax.plot(xs, [ep[e][key] for e in ep], marker='o', label=NAMES[m])
+            line, = ax.plot(xs, [ep[e][key] for e in ep], marker='o', label=NAMES[m])
+            full = results.get('full_bank', {}).get(m)
+            if full:  # the last epoch with the 60,000-image bank
+                ax.plot([full['epoch']], [full['metrics'][key]],
+                        marker='*',
+                        ms=12,
+                        ls='',
+                        color=line.get_color(),
+                        label=f'{NAMES[m]}, 60k bank')
         if raw:
             which = 'knn_bank' if key.startswith('knn') else 'linear_bank'
-            ax.axhline(raw[which]['top1'], color='k', ls='--', label='raw pixels')
-            if key.startswith('knn'):
+            ax.axhline(
+                raw[which]['top1'], color='k', ls='--', label='raw pixels, 5k bank')
+            full = raw.get('knn_full' if key.startswith('knn') else 'linear_full')
+            if full:
                 ax.axhline(
-                    raw['knn_full']['top1'],
-                    color='gray',
-                    ls=':',
-                    label='raw pixels, 60k bank')
+                    full['top1'], color='gray', ls=':', label='raw pixels, 60k bank')
         rnd = [results['methods'][m]['epochs'].get('0', {}).get(key) for m in methods]
         rnd = [r for r in rnd if r is not None]
         if rnd:
@@ -234,17 +278,9 @@ def main() -> None:
         log = osp.join(work_dir, f'{m}.log')
         epochs = state.setdefault(f'{m}_epochs', {})
         if '0' not in epochs:  # random initialisation
-            rand_dir = osp.join(work_dir, f'{m}_random_init')
-            run([
-                python, 'tools/analysis/knn_eval.py', CONFIGS[m], 'random',
-                '--linear-probe', '--work-dir', rand_dir, '--cfg-options'
-            ] + data_opt, log)
-            with open(osp.join(rand_dir, 'knn_metrics.json')) as f:
-                metrics = json.load(f)['metrics']
-            epochs['0'] = {
-                k: metrics[k]
-                for k in ('knn/top1', 'knn/top5', 'linear/top1', 'linear/top5')
-            }
+            epochs['0'] = knn_eval(CONFIGS[m], 'random',
+                                   osp.join(work_dir, f'{m}_random_init'), data_opt,
+                                   log)
             save_state(state, state_path)
         if not state.get(f'{m}_done'):
             start = time.time()
@@ -256,9 +292,39 @@ def main() -> None:
                                               0) + (time.time() - start) / 60
             state[f'{m}_done'] = True
         epochs.update({str(e): v for e, v in epoch_metrics(method_dir).items()})
+        # a run stopped between a checkpoint and its validation (or resumed after
+        # its last epoch) leaves that epoch unevaluated: evaluate its checkpoint
+        for ckpt in sorted(glob.glob(osp.join(method_dir, 'epoch_*.pth'))):
+            epoch = osp.basename(ckpt)[len('epoch_'):-len('.pth')]
+            if epoch not in epochs:
+                print(
+                    f'[study] {NAMES[m]} epoch {epoch} has no evaluation in the '
+                    f'training log: evaluating {ckpt}',
+                    flush=True)
+                epochs[epoch] = knn_eval(CONFIGS[m], ckpt,
+                                         osp.join(method_dir, f'eval_epoch_{epoch}'),
+                                         data_opt, log)
         save_state(state, state_path)
         write_results(work_dir, state, [x for x in args.methods if x in CONFIGS])
         print(f'[study] {NAMES[m]}: {epochs}', flush=True)
+    # the last epoch of each method against the whole training set as the bank
+    # (the raw-pixel baseline's 60,000-image bank)
+    for m in args.methods:
+        ckpts = glob.glob(osp.join(work_dir, m, 'epoch_*.pth'))
+        if not ckpts or f'{m}_full_bank' in state:
+            continue
+        last = max(ckpts, key=lambda c: int(osp.basename(c)[6:-4]))
+        epoch = osp.basename(last)[6:-4]
+        print(
+            f'[study] {NAMES[m]} epoch {epoch}: k-NN and linear probe with the '
+            'whole training set (60,000 images) as the bank',
+            flush=True)
+        metrics = knn_eval(CONFIGS[m], last, osp.join(work_dir, m,
+                                                      'eval_full_bank'), data_opt,
+                           osp.join(work_dir, f'{m}.log'),
+                           ('val_cfg.bank_per_class=None', ))
+        state[f'{m}_full_bank'] = dict(epoch=int(epoch), metrics=metrics)
+        save_state(state, state_path)
     write_results(work_dir, state, args.methods)
     print(f'[study] results: {osp.join(work_dir, "results.md")}', flush=True)
 

@@ -22,6 +22,13 @@ from cmae_mm.transfer.cls.vit import TransferBEiTViT
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOL = dict(rtol=1e-5, atol=1e-5)
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64)
+#: a tiny BEiT backbone (4 x 4 patches, layer scale) for both BEiT backbone tests
+BEIT_TINY = dict(
+    arch=ARCH,
+    img_size=32,
+    patch_size=8,
+    use_abs_pos_emb=False,
+    layer_scale_init_value=0.1)
 
 
 def randomize_(module: torch.nn.Module, scale: float = 0.2) -> None:
@@ -109,14 +116,7 @@ def test_beit_attention_dropout_in_training_only():
 def test_conmim_vit_equals_beit_pretrain_vit_shared_bias():
     """The ConMIM pretraining encoder: shared table, layer scale, mask and no mask."""
     kwargs = dict(
-        arch=ARCH,
-        img_size=32,
-        patch_size=8,
-        out_type='raw',
-        use_abs_pos_emb=False,
-        use_rel_pos_bias=False,
-        use_shared_rel_pos_bias=True,
-        layer_scale_init_value=0.1)
+        BEIT_TINY, out_type='raw', use_rel_pos_bias=False, use_shared_rel_pos_bias=True)
     torch.manual_seed(0)
     ref = BEiTPretrainViT(**kwargs)
     torch.manual_seed(0)
@@ -146,15 +146,11 @@ def test_conmim_vit_equals_beit_pretrain_vit_shared_bias():
 def test_transfer_beit_vit_equals_beit_vit_per_layer_bias():
     """The downstream encoder: one table per block, feature maps of every block."""
     kwargs = dict(
-        arch=ARCH,
-        img_size=32,
-        patch_size=8,
+        BEIT_TINY,
         out_indices=[0, 1],
         out_type='featmap',
-        use_abs_pos_emb=False,
         use_rel_pos_bias=True,
-        use_shared_rel_pos_bias=False,
-        layer_scale_init_value=0.1)
+        use_shared_rel_pos_bias=False)
     torch.manual_seed(0)
     ref = BEiTViT(**kwargs)
     randomize_(ref)

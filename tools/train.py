@@ -138,7 +138,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.auto_scale_lr.enable = True
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    if getattr(args, 'precision', None) is not None:
+    if args.precision is not None:
         set_precision(cfg, args.precision, f'--precision {args.precision}')
     check_work_dir(cfg, args)
     return prepare_launch(cfg, args.launcher)

@@ -105,6 +105,14 @@ def run(cmd: list, log: str) -> None:
         raise SystemExit(f'[study] failed (exit {done.returncode}): see {log}')
 
 
+def checkpoints_by_epoch(method_dir: str) -> dict:
+    """epoch (str) -> path of each ``epoch_N.pth`` in ``method_dir``."""
+    return {
+        osp.basename(c)[len('epoch_'):-len('.pth')]: c
+        for c in glob.glob(osp.join(method_dir, 'epoch_*.pth'))
+    }
+
+
 def epoch_metrics(method_dir: str) -> dict:
     """epoch -> metrics, from the runs' scalars.json (the newest wins)."""
     out = {}
@@ -294,8 +302,7 @@ def main() -> None:
         epochs.update({str(e): v for e, v in epoch_metrics(method_dir).items()})
         # a run stopped between a checkpoint and its validation (or resumed after
         # its last epoch) leaves that epoch unevaluated: evaluate its checkpoint
-        for ckpt in sorted(glob.glob(osp.join(method_dir, 'epoch_*.pth'))):
-            epoch = osp.basename(ckpt)[len('epoch_'):-len('.pth')]
+        for epoch, ckpt in sorted(checkpoints_by_epoch(method_dir).items()):
             if epoch not in epochs:
                 print(
                     f'[study] {NAMES[m]} epoch {epoch} has no evaluation in the '
@@ -310,11 +317,11 @@ def main() -> None:
     # the last epoch of each method against the whole training set as the bank
     # (the raw-pixel baseline's 60,000-image bank)
     for m in args.methods:
-        ckpts = glob.glob(osp.join(work_dir, m, 'epoch_*.pth'))
+        ckpts = checkpoints_by_epoch(osp.join(work_dir, m))
         if not ckpts or f'{m}_full_bank' in state:
             continue
-        last = max(ckpts, key=lambda c: int(osp.basename(c)[6:-4]))
-        epoch = osp.basename(last)[6:-4]
+        epoch = max(ckpts, key=int)
+        last = ckpts[epoch]
         print(
             f'[study] {NAMES[m]} epoch {epoch}: k-NN and linear probe with the '
             'whole training set (60,000 images) as the bank',

@@ -3,7 +3,6 @@ checkpoints across precisions, tools/train.py --amp / --precision, and the tiny 
 trained in float32 and in bfloat16 (losses track)."""
 import copy
 import glob
-import importlib.util
 import json
 import os.path as osp
 from types import SimpleNamespace
@@ -162,18 +161,11 @@ def test_release_configs_build_on_cpu_in_bf16(path):
 
 
 # -- tools/train.py ---------------------------------------------------------------
-@pytest.fixture(scope='module')
-def train_tool():
-    spec = importlib.util.spec_from_file_location('cmae_mm_train_tool',
-                                                  osp.join(REPO, 'tools/train.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_train_precision_flags(train_tool):
+def test_train_precision_flags():
+    """tools/train.py --amp / --precision and the benchmark tool's --precision."""
     from mmengine.runner import Runner
-    set_precision = train_tool.set_precision
+
+    from cmae_mm.engine.optimizers import set_precision
     for name, dtype in (('auto', 'auto'), ('bf16', 'bfloat16'), ('fp16', 'float16')):
         cfg = Config.fromfile(CMAE_B)
         set_precision(cfg, name, '--precision')
@@ -325,3 +317,65 @@ def test_tiny_conmim_trains_in_bf16(tmp_path, photo_folder, run_tool):
     losses = [r['loss'] for r in _scalars(work)]
     assert len(losses) == 6  # 9 photos, batch 8: 2 iterations per epoch
     assert all(v == v and abs(v) < 1e3 for v in losses)
+
+
+# -- attention under CPU bfloat16 autocast -------------------------------------------
+def _qkv(shape=(2, 3, 17, 8), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(*shape, generator=g, requires_grad=True) for _ in range(3)]
+
+
+def test_attention_is_sdpa_itself_outside_cpu_bfloat16():
+    import torch.nn.functional as F
+
+    from cmae_mm.models.utils import scaled_dot_product_attention
+    q, k, v = _qkv()
+    bias = torch.randn(1, 3, 17, 17)
+    ours = scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=0.3)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=0.3)
+    assert torch.equal(ours, ref)
+    # a bias that needs a gradient: PyTorch's math kernel, kept in bfloat16
+    table = torch.randn(1, 3, 17, 17, requires_grad=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        qb, kb, vb = (t.to(torch.bfloat16) for t in (q, k, v))
+        ours = scaled_dot_product_attention(qb, kb, vb, attn_mask=table.to(qb.dtype))
+        ref = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=table.to(qb.dtype))
+    assert ours.dtype == torch.bfloat16 and torch.equal(ours, ref)
+
+
+def test_attention_runs_in_float32_under_cpu_bfloat16_autocast():
+    import torch.nn.functional as F
+
+    from cmae_mm.models.utils import scaled_dot_product_attention
+    q, k, v = _qkv()
+    bias = torch.randn(1, 3, 17, 17)  # no gradient: the fused kernel
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        qb, kb, vb = (t.to(torch.bfloat16) for t in (q, k, v))
+        out = scaled_dot_product_attention(qb, kb, vb, attn_mask=bias)
+    assert out.dtype == torch.bfloat16
+    # = float32 attention of the bfloat16 inputs, rounded once to bfloat16
+    exact = F.scaled_dot_product_attention(
+        qb.float(), kb.float(), vb.float(), attn_mask=bias).to(torch.bfloat16)
+    assert torch.equal(out, exact)
+    out.float().sum().backward()
+    assert q.grad is not None and q.grad.dtype == torch.float32
+
+
+def test_cmae_routes_every_mmpretrain_attention():
+    from mmengine.registry import init_default_scope
+    from mmpretrain.models.utils import MultiheadAttention
+    from mmpretrain.registry import MODELS
+
+    from cmae_mm.models.utils import scaled_dot_product_attention
+    init_default_scope('mmpretrain')
+    model = MODELS.build(Config.fromfile(osp.join(REPO, CMAE_DEMO)).model)
+    parts = dict(
+        online=model.backbone,
+        pixel_decoder=model.neck,
+        feature_decoder=model.feature_decoder,
+        target=model.target_encoder)
+    for name, part in parts.items():
+        attentions = [m for m in part.modules() if isinstance(m, MultiheadAttention)]
+        assert attentions, name
+        assert all(m.scaled_dot_product_attention is scaled_dot_product_attention
+                   for m in attentions), name

@@ -9,8 +9,10 @@ EXPECTED = {
         'TokenNonLinearNeck', 'DenoisingContrastiveLoss', 'TransferViT',
         'TransferBEiTViT'
     ],
-    ('mmpretrain', 'TRANSFORMS'):
-    ['PixelShift', 'ConMIMBlockMaskGenerator', 'SafeLoadImageFromFile', 'GrayToBGR'],
+    ('mmpretrain', 'TRANSFORMS'): [
+        'PixelShift', 'ConMIMBlockMaskGenerator', 'SafeLoadImageFromFile', 'GrayToBGR',
+        'FastColorJitter', 'FastRandomResizedCrop', 'FastRandomGrayscale'
+    ],
     ('mmseg', 'MODELS'): ['TransferViT', 'TransferBEiTViT'],
     ('mmdet', 'MODELS'): ['ViTDet', 'SimpleFPN'],
     # generic parts live in MMEngine's root registries: every scope finds them

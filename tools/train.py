@@ -24,6 +24,7 @@ from mmengine.registry import RUNNERS
 import cmae_mm  # noqa: F401  (registers every module)
 from cmae_mm.engine.checkpoint import checkpoint_candidates
 from cmae_mm.engine.launch import prepare_launch
+from cmae_mm.engine.optimizers import PRECISIONS, set_precision
 from cmae_mm.engine.runner import CheckedRunner
 
 
@@ -80,35 +81,6 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
-
-
-#: --precision -> MixedPrecisionOptimWrapper dtype (fp32: plain OptimWrapper)
-PRECISIONS = {'auto': 'auto', 'fp16': 'float16', 'bf16': 'bfloat16', 'fp32': None}
-#: wrapper types --amp / --precision may replace
-PRECISION_WRAPPERS = ('OptimWrapper', 'AmpOptimWrapper', 'MixedPrecisionOptimWrapper')
-#: AmpOptimWrapper arguments a plain OptimWrapper does not take
-AMP_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
-
-
-def set_precision(cfg: Config, precision: str, flag: str) -> None:
-    """Make ``cfg.optim_wrapper`` train in ``precision`` (a :data:`PRECISIONS` key,
-    or 'amp': mixed precision by device, keeping an explicit float16 / bfloat16)."""
-    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-    if wrapper not in PRECISION_WRAPPERS:
-        raise ValueError(f'{flag} replaces optim_wrapper.type {PRECISION_WRAPPERS}; '
-                         f'the config has {wrapper!r}.')
-    if precision == 'fp32':
-        cfg.optim_wrapper.type = 'OptimWrapper'
-        for key in AMP_KEYS:
-            cfg.optim_wrapper.pop(key, None)
-        return
-    if precision == 'amp':
-        dtype = str(cfg.optim_wrapper.get('dtype')).replace('torch.', '')
-        dtype = dtype if dtype in ('float16', 'bfloat16') else 'auto'
-    else:
-        dtype = PRECISIONS[precision]
-    cfg.optim_wrapper.type = 'MixedPrecisionOptimWrapper'
-    cfg.optim_wrapper.dtype = dtype
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:

@@ -5,7 +5,8 @@ MMEngine 0.10.7 assumes CUDA in distributed runs: ``init_dist`` calls
 ``device_ids=[LOCAL_RANK]``.
 On a machine without a GPU, ``prepare_launch`` initialises the process group with gloo
 itself (MMEngine then skips its own ``init_dist``) and wraps the model in
-:class:`CPUDistributedDataParallel`. With a GPU nothing is changed.
+:class:`CPUDistributedDataParallel`, and glibc malloc keeps freed memory for the next
+step (:mod:`cmae_mm.engine.cpu_allocator`). With a GPU nothing is changed.
 """
 import os
 
@@ -15,6 +16,8 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
 from mmengine.registry import MODEL_WRAPPERS
+
+from .cpu_allocator import keep_freed_memory
 
 
 @MODEL_WRAPPERS.register_module()
@@ -101,6 +104,8 @@ def prepare_launch(cfg: Config, launcher: str) -> Config:
     """
     check_framework(cfg)
     cfg.launcher = launcher
+    if not torch.cuda.is_available():
+        keep_freed_memory()  # no page fault per large tensor (cpu_allocator.py)
     if launcher == 'none' or torch.cuda.is_available():
         return cfg
     env_cfg = cfg.setdefault('env_cfg', {})

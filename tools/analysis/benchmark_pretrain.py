@@ -1,25 +1,56 @@
-"""CPU time per training iteration and FLOPs of pretraining configs, side by side.
+"""Pretraining speed against the hardware's own limit, and data-pipeline speed.
 
-    python tools/analysis/benchmark_pretrain.py CONFIG [CONFIG ...] [--batch 8]
-        [--iters 3] [--warmup 1] [--threads N] [--cfg-options k=v ...]
+    python tools/analysis/benchmark_pretrain.py CONFIG [CONFIG ...]
+        [--precision fp32 bf16 ...] [--batch 8] [--iters 5] [--warmup 2]
+        [--compile] [--profile] [--threads N] [--json FILE] [--cfg-options k=v ...]
+    python tools/analysis/benchmark_pretrain.py CONFIG [CONFIG ...] --pipeline
+        [--images 300] [--repeats 5]
 
-For each config: build its model (SyncBN -> BN, fp32 ``OptimWrapper`` with the config's
-optimizer), build one batch by running the config's own training pipeline on the
-photographs bundled with scikit-image (so any pretraining algorithm gets the inputs it
-expects: one view for MAE, two for CMAE, ...), then
+A CONFIG may carry its own overrides after ``::``, so that variants run side by side
+in one process, e.g. ConMIM with MMPretrain's hand-written attention::
 
-- FLOPs of one forward (``mode='loss'``) and of forward + backward, counted by
-  ``torch.utils.flop_counter.FlopCounterMode`` (matmul / conv / attention ops; one
-  multiply-add = 2 FLOPs);
-- seconds per training iteration on the CPU: ``model.train_step`` = data
-  preprocessor, forward, backward and optimizer step, timed after ``--warmup``
-  iterations, median of ``--iters``; wall clock and process CPU time (all threads,
-  less sensitive to other load on a shared machine).
+    configs/pretrain/conmim_vit-base-p16_8xb256-amp-coslr-300e_in1k.py::model.backbone.use_sdpa=False
 
-All configs run at the same batch in one process, so their numbers compare directly.
+**Training** (default): for each config and precision, on the device MMEngine picks
+(``get_device()``: a GPU if there is one, else the CPU), the config's model (SyncBN ->
+BN) and optimizer, wrapped as ``tools/train.py --precision`` does (fp32: MMEngine's
+``OptimWrapper``; fp16 / bf16: :class:`MixedPrecisionOptimWrapper`), trains on one
+batch made by the config's own training pipeline from the photographs bundled with
+scikit-image. Reported per row:
+
+- images/s: ``batch`` / median seconds of one training iteration over ``--iters``
+  after ``--warmup``: ``model.train_step`` (data preprocessor, forward, backward,
+  optimizer step) and, for models with a momentum target, ``model.update_target``
+  (what ``TargetUpdateHook`` runs after each step);
+- GFLOPs/image of forward + backward, counted by ``torch.utils.flop_counter
+  .FlopCounterMode`` (matrix products, convolutions, attention; 1 multiply-add = 2
+  FLOPs; elementwise work and the optimizer are not counted, as usual for MFU);
+- achieved GFLOP/s = GFLOPs/image x images/s, and MFU = achieved / peak, where peak
+  is the rate of an n x n matrix product (``--peak-size``, default 3072) in the
+  row's dtype on the same device and threads, measured by this tool right before
+  the row (so a machine that slows down lowers both);
+- peak memory during the timed iterations: on a GPU ``torch.cuda
+  .max_memory_allocated``; on a CPU the process's peak resident set (``VmHWM``, reset
+  through ``/proc/self/clear_refs`` before timing; it includes Python, the libraries
+  and the batch).
+
+On a CPU the tool tunes glibc malloc as ``tools/train.py`` does
+(``cmae_mm/engine/cpu_allocator.py``; ``--default-malloc`` leaves it alone).
+``--compile`` wraps ``model.train_step`` in ``torch.compile`` exactly as MMEngine's
+Runner does for ``compile=True`` (``Runner._maybe_compile``); the first (compiling)
+iteration's time is reported. ``--profile`` adds a ``torch.profiler`` table of one
+more iteration per row: the operators by self time and the share of matrix products;
+with ``--pipeline``, the milliseconds per image spent in each transform.
+
+**Data pipeline** (``--pipeline``): each config's ``train_dataloader.dataset
+.pipeline``, from file to packed tensors, in this process on one core (torch, OpenCV
+and OpenMP limited to 1 thread) on ImageNet-sized JPEGs (500 x 375 and 375 x 500,
+quality 90) that it writes from the bundled photographs; images/s per core, median
+and best of ``--repeats`` passes of ``--images`` images. A DataLoader worker is one
+such process, so a GPU that trains at R images/s needs about R / (this rate) loader
+cores (docs/performance.md).
 """
 import argparse
-import os
 import os.path as osp
 import statistics
 import sys
@@ -27,154 +58,490 @@ import tempfile
 import time
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+#: --precision -> torch dtype name of the matrix-product peak
+PEAK_DTYPES = {'fp32': 'float32', 'bf16': 'bfloat16', 'fp16': 'float16'}
+#: profiler operator names counted as matrix products
+MATMUL_OPS = ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm', 'aten::matmul',
+              'aten::linear', 'aten::convolution', 'aten::_convolution',
+              'aten::mkldnn_convolution', 'aten::_scaled_dot_product_flash_attention',
+              'aten::_scaled_dot_product_flash_attention_for_cpu',
+              'aten::_scaled_dot_product_efficient_attention',
+              'aten::_scaled_dot_product_cudnn_attention', 'aten::convolution_backward',
+              'aten::_scaled_dot_product_flash_attention_for_cpu_backward',
+              'aten::_scaled_dot_product_flash_attention_backward',
+              'aten::_scaled_dot_product_efficient_attention_backward',
+              'aten::_scaled_dot_product_cudnn_attention_backward')
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv=None) -> argparse.Namespace:
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('configs', nargs='+', help='pretraining config files')
+    parser.add_argument(
+        'configs', nargs='+', help='pretraining config files (PATH[::key=value...])')
+    parser.add_argument(
+        '--precision',
+        nargs='+',
+        default=['fp32'],
+        choices=sorted(PEAK_DTYPES),
+        help='precisions to train in (as tools/train.py --precision)')
     parser.add_argument('--batch', type=int, default=8, help='images per batch')
     parser.add_argument(
-        '--iters', type=int, default=3, help='timed iterations (median reported)')
+        '--iters', type=int, default=5, help='timed iterations (median reported)')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed iterations')
     parser.add_argument(
-        '--warmup', type=int, default=1, help='untimed iterations first')
+        '--compile', action='store_true', help='torch.compile the train step')
+    parser.add_argument(
+        '--profile', action='store_true', help='profile one more iteration per row')
+    parser.add_argument(
+        '--flops-only',
+        action='store_true',
+        help='count the FLOPs per image, time nothing (e.g. for a ViT-L on a CPU)')
+    parser.add_argument(
+        '--peak-size', type=int, default=3072, help='side of the peak matmul')
+    parser.add_argument(
+        '--pipeline',
+        action='store_true',
+        help='benchmark the data pipelines instead of the training step')
+    parser.add_argument(
+        '--images', type=int, default=300, help='images per pipeline pass')
+    parser.add_argument(
+        '--repeats', type=int, default=5, help='pipeline passes (median, best)')
     parser.add_argument(
         '--threads',
         type=int,
         default=None,
-        help='torch CPU threads (default: torch default)')
+        help='torch CPU threads for training (default: torch default)')
+    parser.add_argument(
+        '--default-malloc',
+        action='store_true',
+        help="on a CPU, leave glibc malloc's defaults (tools/train.py tunes it: "
+        'cmae_mm/engine/cpu_allocator.py)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--json', help='also write the rows to this JSON file')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
         help='overrides applied to every config')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def build_batch(cfg, batch: int, photo_dir: str) -> dict:
+def load_config(spec: str, cfg_options: dict = None):
+    """``PATH[::key=value::...]`` -> (label, Config)."""
+    from mmengine.config import Config, DictAction
+    path, *overrides = spec.split('::')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    for item in overrides:
+        if '=' not in item:
+            raise ValueError(f'{spec!r}: an override after "::" must be key=value, '
+                             f'got {item!r}.')
+        key, value = item.split('=', 1)
+        cfg.merge_from_dict({key: DictAction._parse_iterable(value)})
+    label = osp.basename(path)
+    return '::'.join([label] + overrides), cfg
+
+
+def device_name(device: str) -> str:
+    import platform
+
+    import torch
+    if device.startswith('cuda'):
+        return torch.cuda.get_device_name()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or device
+
+
+def synchronize(device: str) -> None:
+    import torch
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device: str, dtype: str, n: int, seconds: float = 2.0) -> float:
+    """GFLOP/s of an n x n @ n x n product in ``dtype`` on ``device`` (best of
+    repeated timings over about ``seconds``)."""
+    import torch
+    a = torch.randn(n, n, device=device).to(getattr(torch, dtype))
+    b = torch.randn(n, n, device=device).to(getattr(torch, dtype))
+    torch.mm(a, b)
+    synchronize(device)
+    best, spent = float('inf'), 0.0
+    while spent < seconds or best == float('inf'):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        synchronize(device)
+        dt = time.perf_counter() - t0
+        best, spent = min(best, dt), spent + dt
+    return 2 * n**3 / best / 1e9
+
+
+class PeakMemory:
+    """Peak memory (bytes) of the code inside ``with``: CUDA allocator or CPU RSS."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.peak = None
+
+    def __enter__(self) -> 'PeakMemory':
+        import torch
+        if self.device.startswith('cuda'):
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            try:  # reset VmHWM to the current RSS (Linux >= 4.0)
+                with open('/proc/self/clear_refs', 'w') as f:
+                    f.write('5')
+            except OSError:
+                pass  # peak since the process started
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import resource
+
+        import torch
+        if self.device.startswith('cuda'):
+            self.peak = torch.cuda.max_memory_allocated()
+            return
+        try:
+            with open('/proc/self/status') as f:
+                for line in f:
+                    if line.startswith('VmHWM:'):
+                        self.peak = int(line.split()[1]) * 1024
+                        return
+        except OSError:
+            pass
+        self.peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def build_batch(cfg, batch: int, files: list) -> dict:
     """One collated batch from the config's own training pipeline."""
     import numpy as np
-    from mmengine.dataset import Compose, default_collate
-    from mmengine.registry import TRANSFORMS
-
-    from cmae_mm.testing import PHOTO_FILES
-    pipeline = Compose(
-        [TRANSFORMS.build(t) for t in cfg.train_dataloader.dataset.pipeline])
-    files = [osp.join(photo_dir, f'{name}.jpg') for name in PHOTO_FILES]
+    from mmengine.dataset import default_collate
+    pipeline = build_pipeline(cfg)
     np.random.seed(0)
-    items = []
-    for i in range(batch):
-        items.append(pipeline(dict(img_path=files[i % len(files)], sample_idx=i)))
+    items = [
+        pipeline(dict(img_path=files[i % len(files)], sample_idx=i))
+        for i in range(batch)
+    ]
     return default_collate(items)
 
 
-def count_flops(model, data: dict):
-    """(forward FLOPs, forward + backward FLOPs) of one ``mode='loss'`` pass."""
+def build_pipeline(cfg):
+    from mmengine.dataset import Compose
+    from mmengine.registry import TRANSFORMS
+    return Compose([TRANSFORMS.build(t) for t in cfg.train_dataloader.dataset.pipeline])
+
+
+def count_flops(model, data: dict) -> int:
+    """Forward + backward FLOPs of one ``mode='loss'`` pass over ``data``."""
     from torch.utils.flop_counter import FlopCounterMode
     model.zero_grad(set_to_none=True)
     processed = model.data_preprocessor(data, True)
-    with FlopCounterMode(display=False) as fwd:
+    with FlopCounterMode(display=False) as counter:
         losses = model(**processed, mode='loss')
-    loss, _ = model.parse_losses(losses)
-    with FlopCounterMode(display=False) as bwd:
+        loss, _ = model.parse_losses(losses)
         loss.backward()
     model.zero_grad(set_to_none=True)
-    return fwd.get_total_flops(), fwd.get_total_flops() + bwd.get_total_flops()
+    return counter.get_total_flops()
 
 
-def benchmark(path: str, args, photo_dir: str) -> dict:
+def profile_step(model, data: dict, optim_wrapper, device: str) -> dict:
+    """Self time per operator of one train step; matmul share of the total."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU]
+    if device.startswith('cuda'):
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        train_iteration(model, data, optim_wrapper, device)
+    events = prof.key_averages()
+    attr = 'self_device_time_total' if device.startswith('cuda') else \
+        'self_cpu_time_total'
+    total = sum(getattr(e, attr) for e in events)
+    matmul = sum(getattr(e, attr) for e in events if e.key in MATMUL_OPS)
+    top = sorted(events, key=lambda e: getattr(e, attr), reverse=True)[:15]
+    return dict(
+        matmul_share=matmul / max(total, 1),
+        top=[(e.key, getattr(e, attr) / 1e6, getattr(e, attr) / max(total, 1))
+             for e in top])
+
+
+def train_iteration(model, data: dict, optim_wrapper, device: str) -> None:
+    """What a Runner does per iteration, less data loading and logging."""
+    model.train_step(data, optim_wrapper)
+    if hasattr(model, 'update_target'):  # TargetUpdateHook.after_train_iter
+        model.update_target(0, 10**6)
+    synchronize(device)
+
+
+def build_model(cfg, seed: int, device: str):
     import torch
-    from mmengine.config import Config
-    from mmengine.logging import MessageHub
     from mmengine.model import revert_sync_batchnorm
-    from mmengine.optim import build_optim_wrapper
-    from mmengine.registry import DefaultScope, init_default_scope
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
-
-    cfg = Config.fromfile(path)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
-        torch.manual_seed(args.seed)
+        torch.manual_seed(seed)
         model = revert_sync_batchnorm(MODELS.build(cfg.model))
         model.init_weights()
-        model.train()
-        optim_cfg = dict(cfg.optim_wrapper)
-        optim_cfg['type'] = 'OptimWrapper'  # fp32 on CPU (AMP needs a GPU)
-        optim_cfg.pop('loss_scale', None)
-        optim_wrapper = build_optim_wrapper(model, optim_cfg)
-        data = build_batch(cfg, args.batch, photo_dir)
-    MessageHub.get_current_instance().update_info('max_iters', 10**6)
-    MessageHub.get_current_instance().update_info('iter', 0)
-
-    n_params = sum(p.numel() for p in model.parameters())
-    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    flops_fwd, flops_train = count_flops(model, data)
-
-    times, cpu_times = [], []
-    for i in range(args.warmup + args.iters):
-        t0, c0 = time.perf_counter(), time.process_time()
-        model.train_step(data, optim_wrapper)
-        dt, dc = time.perf_counter() - t0, time.process_time() - c0
-        if i >= args.warmup:
-            times.append(dt)
-            cpu_times.append(dc)
-    return dict(
-        config=osp.relpath(path, REPO_ROOT) if path.startswith(REPO_ROOT) else path,
-        algorithm=type(model).__name__,
-        params_m=n_params / 1e6,
-        trainable_m=n_train / 1e6,
-        gflops_fwd=flops_fwd / 1e9 / args.batch,
-        gflops_train=flops_train / 1e9 / args.batch,
-        sec_per_iter=statistics.median(times),
-        cpu_sec_per_iter=statistics.median(cpu_times),
-        times=times)
+    return model.to(device).train()
 
 
-def main() -> None:
-    # Idle OpenMP threads sleep instead of spinning (stable timings on a shared
-    # CPU); must precede importing torch. Override by setting OMP_WAIT_POLICY.
-    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
-    sys.path.insert(0, REPO_ROOT)
-    args = parse_args()
+def benchmark_train(label: str, cfg, precision: str, args, files: list,
+                    device: str) -> dict:
+    import copy
+
     import torch
+    from mmengine.logging import MessageHub
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope, init_default_scope
 
-    import cmae_mm  # noqa: F401
-    from cmae_mm.testing import write_photo_folder
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rows = []
-    with tempfile.TemporaryDirectory() as photo_dir:
-        write_photo_folder(photo_dir)
-        for path in args.configs:
-            print(f'[benchmark] {path} ...', flush=True)
-            rows.append(benchmark(osp.abspath(path), args, photo_dir))
-    print(f'\nbatch {args.batch}, torch {torch.__version__}, OMP_WAIT_POLICY='
-          f'{os.environ["OMP_WAIT_POLICY"]}, '
-          f'{torch.get_num_threads()} CPU threads, fp32; time = median of '
-          f'{args.iters} train_step (fwd + bwd + optimizer step) after '
-          f'{args.warmup} warm-up (wall clock, and CPU time of all threads); '
-          f'FLOPs per image (FlopCounterMode, 1 MAC = 2 FLOPs)')
-    header = (f'{"config":44s} {"algorithm":10s} {"params(M)":>10s} '
-              f'{"trainable(M)":>12s} {"GFLOPs fwd/img":>15s} '
-              f'{"GFLOPs fwd+bwd/img":>19s} {"wall s/iter":>12s} '
-              f'{"CPU s/iter":>11s}')
+    from cmae_mm.engine.optimizers import set_precision
+    cfg = copy.deepcopy(cfg)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    set_precision(cfg, precision, f'--precision {precision}')
+    model = build_model(cfg, args.seed, device)
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        data = build_batch(cfg, args.batch, files)
+    hub = MessageHub.get_current_instance()
+    hub.update_info('max_iters', 10**6)
+    hub.update_info('iter', 0)
+    flops = count_flops(model, data)
+    if args.flops_only:
+        return dict(
+            config=label,
+            algorithm=type(model).__name__,
+            precision=precision,
+            params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+            gflops_per_image=flops / 1e9 / args.batch)
+    compile_s = None
+    if args.compile:
+        # as MMEngine's Runner._maybe_compile('train_step') for cfg.compile=True
+        model.train_step = torch.compile(model.train_step)
+        t0 = time.perf_counter()
+        train_iteration(model, data, optim_wrapper, device)
+        compile_s = time.perf_counter() - t0
+    peak = matmul_peak(device, PEAK_DTYPES[precision], args.peak_size)
+    for _ in range(args.warmup):
+        train_iteration(model, data, optim_wrapper, device)
+    times = []
+    with PeakMemory(device) as memory:
+        for _ in range(args.iters):
+            t0 = time.perf_counter()
+            train_iteration(model, data, optim_wrapper, device)
+            times.append(time.perf_counter() - t0)
+    sec = statistics.median(times)
+    ips = args.batch / sec
+    gflops_img = flops / 1e9 / args.batch
+    row = dict(
+        config=label,
+        algorithm=type(model).__name__,
+        precision=precision,
+        params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+        batch=args.batch,
+        sec_per_iter=sec,
+        times=times,
+        images_per_s=ips,
+        gflops_per_image=gflops_img,
+        achieved_gflops=gflops_img * ips,
+        peak_gflops=peak,
+        mfu=gflops_img * ips / peak,
+        peak_memory_gib=memory.peak / 2**30,
+        compile_s=compile_s)
+    if args.profile:
+        row['profile'] = profile_step(model, data, optim_wrapper, device)
+    return row
+
+
+def write_imagenet_sized_jpegs(out_dir: str) -> list:
+    """The bundled photographs as 500 x 375 and 375 x 500 JPEGs (quality 90):
+    resized to cover, centre-cropped. Returns the file paths."""
+    import cv2
+
+    from cmae_mm.testing.photos import load_photos
+    paths = []
+    for name, rgb in load_photos().items():
+        for w, h in ((500, 375), (375, 500)):
+            s = max(w / rgb.shape[1], h / rgb.shape[0])
+            img = cv2.resize(
+                rgb, (max(w, round(rgb.shape[1] * s)), max(h, round(rgb.shape[0] * s))),
+                interpolation=cv2.INTER_AREA)
+            y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+            path = osp.join(out_dir, f'{name}_{w}x{h}.jpg')
+            cv2.imwrite(path, img[y:y + h, x:x + w, ::-1].copy(),
+                        [cv2.IMWRITE_JPEG_QUALITY, 90])
+            paths.append(path)
+    return paths
+
+
+def time_transforms(pipeline, prefix: str = '', seconds: dict = None) -> dict:
+    """Wrap ``transform`` of every transform in ``pipeline``, nested ones included
+    (``Compose.transforms``, ``PixelShift.target_pipeline``, ``MultiView.pipelines``,
+    ``RandomApply.transforms``), to add its seconds to the returned dict
+    (``'index:Name'`` -> seconds; a nested one's time is in its parent's too)."""
+    seconds = {} if seconds is None else seconds
+    children = getattr(pipeline, 'transforms', None)
+    if children is None:
+        return seconds
+    for i, t in enumerate(children):
+        name = f'{prefix}{i}:{type(t).__name__}'
+        if hasattr(t, 'transform'):
+            seconds[name] = 0.0
+
+            def timed(results, _f=t.transform, _name=name):
+                t0 = time.perf_counter()
+                out = _f(results)
+                seconds[_name] += time.perf_counter() - t0
+                return out
+
+            t.transform = timed
+        nested = [getattr(t, 'target_pipeline', None), getattr(t, 'transforms', None)]
+        nested += list(getattr(t, 'pipelines', None) or [])
+        for j, sub in enumerate(n for n in nested if n is not None):
+            if not hasattr(sub, 'transforms') and isinstance(sub, (list, tuple)):
+                continue
+            time_transforms(sub, f'{prefix}{i}.{j}.', seconds)
+    return seconds
+
+
+def benchmark_pipeline(label: str, cfg, args, files: list) -> dict:
+    """Images per second per core of ``cfg``'s training pipeline, one thread."""
+    import numpy as np
+    from mmengine.registry import DefaultScope, init_default_scope
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        pipeline = build_pipeline(cfg)
+    np.random.seed(args.seed)
+    for i in range(20):  # warm the file cache and the libraries
+        pipeline(dict(img_path=files[i % len(files)], sample_idx=i))
+    seconds = time_transforms(pipeline) if args.profile else {}
+    rates, cpu_rates = [], []
+    for r in range(args.repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        for i in range(args.images):
+            if pipeline(dict(img_path=files[i % len(files)], sample_idx=i)) is None:
+                raise RuntimeError(f'{label}: the pipeline dropped {files[i]}')
+        rates.append(args.images / (time.perf_counter() - t0))
+        cpu_rates.append(args.images / (time.process_time() - c0))
+    return dict(
+        config=label,
+        images=args.images,
+        repeats=args.repeats,
+        images_per_s_per_core=statistics.median(rates),
+        best_images_per_s_per_core=max(rates),
+        cpu_images_per_s=statistics.median(cpu_rates),
+        rates=rates,
+        ms_per_image={
+            k: v * 1e3 / (args.repeats * args.images)
+            for k, v in seconds.items()
+        })
+
+
+def print_train(rows: list, args, device: str) -> None:
+    import torch
+    if args.flops_only:
+        print(f'\nforward + backward GFLOPs per image (FlopCounterMode, batch '
+              f'{args.batch})')
+        for r in rows:
+            print(f'{r["config"][:70]:70s} {r["algorithm"]:8s} {r["params_m"]:7.1f} M '
+                  f'params {r["gflops_per_image"]:8.2f} GFLOPs/img')
+        return
+    print(f'\n{device_name(device)} ({device}), torch {torch.__version__}, '
+          f'{torch.get_num_threads()} threads, batch {args.batch}; median of '
+          f'{args.iters} train steps after {args.warmup} warm-up; peak = '
+          f'{args.peak_size}^2 matmul in the same dtype'
+          f'{"; torch.compile" if args.compile else ""}')
+    header = (f'{"config":58s} {"prec":4s} {"img/s":>7s} {"s/iter":>7s} '
+              f'{"GFLOPs/img":>10s} {"GFLOP/s":>8s} {"peak":>7s} {"MFU":>6s} '
+              f'{"mem GiB":>7s}' + (f' {"compile s":>9s}' if args.compile else ''))
     print(header)
     print('-' * len(header))
     for r in rows:
-        print(f'{r["config"]:44s} {r["algorithm"]:10s} {r["params_m"]:10.1f} '
-              f'{r["trainable_m"]:12.1f} {r["gflops_fwd"]:15.2f} '
-              f'{r["gflops_train"]:19.2f} {r["sec_per_iter"]:12.3f} '
-              f'{r["cpu_sec_per_iter"]:11.3f}')
-    if len(rows) > 1:
-        base = rows[-1]
-        print(f'\nrelative to {base["config"]}:')
-        for r in rows[:-1]:
-            t = r['sec_per_iter'] / base['sec_per_iter']
-            f = r['gflops_train'] / base['gflops_train']
-            print(f'  {r["config"]}: time x{t:.2f}, fwd+bwd FLOPs x{f:.2f}')
+        print(f'{r["config"][:58]:58s} {r["precision"]:4s} {r["images_per_s"]:7.3f} '
+              f'{r["sec_per_iter"]:7.3f} {r["gflops_per_image"]:10.2f} '
+              f'{r["achieved_gflops"]:8.1f} {r["peak_gflops"]:7.1f} '
+              f'{r["mfu"]:6.1%} {r["peak_memory_gib"]:7.2f}' +
+              (f' {r["compile_s"]:9.1f}' if args.compile else ''))
+    fp32 = {r['config']: r for r in rows if r['precision'] == 'fp32'}
+    for r in rows:
+        if r['precision'] != 'fp32' and r['config'] in fp32:
+            base = fp32[r['config']]
+            print(f'  {r["config"]}: {r["precision"]} is '
+                  f'{r["images_per_s"] / base["images_per_s"]:.2f}x fp32')
+    for r in rows:
+        if 'profile' in r:
+            p = r['profile']
+            print(f'\nprofile {r["config"]} {r["precision"]}: matrix products '
+                  f'{p["matmul_share"]:.1%} of operator self time')
+            for key, sec, share in p['top']:
+                print(f'  {key:56s} {sec:8.3f} s {share:6.1%}')
+
+
+def print_pipeline(rows: list, args) -> None:
+    print(f'\ndata pipeline, one core, {args.repeats} passes of {args.images} '
+          f'ImageNet-sized JPEGs (500x375 / 375x500)')
+    header = (f'{"config":58s} {"img/s/core (median)":>20s} {"best":>7s} '
+              f'{"per CPU-second":>15s}')
+    print(header)
+    print('-' * len(header))
+    for r in rows:
+        print(f'{r["config"][:58]:58s} {r["images_per_s_per_core"]:20.1f} '
+              f'{r["best_images_per_s_per_core"]:7.1f} {r["cpu_images_per_s"]:15.1f}')
+    for r in rows:
+        if r['ms_per_image']:
+            print(f'\nprofile {r["config"]}: ms per image in each transform '
+                  f'(timing on; a nested transform counts in its parent too)')
+            for name, ms in r['ms_per_image'].items():
+                print(f'  {name:54s} {ms:6.2f}')
+
+
+def main(argv=None) -> list:
+    sys.path.insert(0, REPO_ROOT)
+    args = parse_args(argv)
+    import torch
+    from mmengine.device import get_device
+    from mmengine.logging import MMLogger
+
+    import cmae_mm  # noqa: F401
+    from cmae_mm.engine.cpu_allocator import keep_freed_memory
+
+    # the optimizer constructor logs one line per parameter: keep errors only
+    MMLogger.get_instance('benchmark_pretrain', log_level='ERROR')
+    configs = [load_config(spec, args.cfg_options) for spec in args.configs]
+    rows = []
+    with tempfile.TemporaryDirectory() as photo_dir:
+        files = write_imagenet_sized_jpegs(photo_dir)
+        if args.pipeline:
+            import cv2
+            torch.set_num_threads(1)
+            cv2.setNumThreads(1)
+            for label, cfg in configs:
+                print(f'[benchmark] pipeline of {label} ...', flush=True)
+                rows.append(benchmark_pipeline(label, cfg, args, files))
+            print_pipeline(rows, args)
+        else:
+            device = get_device()
+            if device == 'cpu' and not args.default_malloc:
+                keep_freed_memory()  # as tools/train.py on a CPU
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            for label, cfg in configs:
+                for precision in args.precision:
+                    print(f'[benchmark] {label} {precision} ...', flush=True)
+                    rows.append(
+                        benchmark_train(label, cfg, precision, args, files, device))
+            print_train(rows, args, device)
+    if args.json:
+        import json
+        with open(args.json, 'w') as f:
+            json.dump(rows, f, indent=1)
+    return rows
 
 
 if __name__ == '__main__':

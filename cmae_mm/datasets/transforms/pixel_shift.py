@@ -1,10 +1,26 @@
 """CMAE's pixel-shifting view generation."""
 from typing import List, Optional, Sequence
 
+import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform, Compose
 from mmcv.transforms.utils import cache_randomness
 from mmpretrain.registry import TRANSFORMS
+
+
+def contiguous(img: np.ndarray) -> np.ndarray:
+    """``img`` as a C-contiguous array (itself when it already is one).
+
+    ``RandomFlip`` returns ``np.flip(img, axis=1)``, a view with a negative column
+    stride, which numpy copies 3 bytes at a time (about 0.2 ms for a 224 x 224 crop);
+    OpenCV flips the underlying contiguous array back in about a tenth of that. Same
+    bytes either way.
+    """
+    if img.flags.c_contiguous:
+        return img
+    if img.ndim == 3 and img.strides[1] < 0 and img[:, ::-1].flags.c_contiguous:
+        return cv2.flip(img[:, ::-1], 1)
+    return np.ascontiguousarray(img)
 
 
 @TRANSFORMS.register_module()
@@ -58,7 +74,7 @@ class PixelShift(BaseTransform):
         return [int(s) for s in np.random.randint(0, self.max_shift + 1, size=2)]
 
     def transform(self, results: dict) -> dict:
-        img = results['img']
+        img = contiguous(results['img'])
         h, w = img.shape[:2]
         need = self.view_size + self.max_shift
         if h < need or w < need:

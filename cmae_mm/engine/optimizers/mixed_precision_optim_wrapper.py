@@ -182,3 +182,34 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
         scaler = 'none' if self.loss_scaler is None else 'GradScaler'
         return (f'{super().__repr__()}\nprecision: {dtype} on {self.device_type}, '
                 f'loss scaler: {scaler}')
+
+
+#: --precision -> MixedPrecisionOptimWrapper dtype (fp32: plain OptimWrapper)
+PRECISIONS = {'auto': 'auto', 'fp16': 'float16', 'bf16': 'bfloat16', 'fp32': None}
+#: wrapper types --amp / --precision may replace
+PRECISION_WRAPPERS = ('OptimWrapper', 'AmpOptimWrapper', 'MixedPrecisionOptimWrapper')
+#: AmpOptimWrapper arguments a plain OptimWrapper does not take
+AMP_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
+
+
+def set_precision(cfg, precision: str, flag: str) -> None:
+    """Make ``cfg.optim_wrapper`` (a config) train in ``precision``: a
+    :data:`PRECISIONS` key, or 'amp' (mixed precision by device, keeping an explicit
+    float16 / bfloat16). ``flag`` names the option in the error for a foreign
+    wrapper type (``tools/train.py --precision``, the benchmark tool's)."""
+    wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper not in PRECISION_WRAPPERS:
+        raise ValueError(f'{flag} replaces optim_wrapper.type {PRECISION_WRAPPERS}; '
+                         f'the config has {wrapper!r}.')
+    if precision == 'fp32':
+        cfg.optim_wrapper.type = 'OptimWrapper'
+        for key in AMP_KEYS:
+            cfg.optim_wrapper.pop(key, None)
+        return
+    if precision == 'amp':
+        dtype = str(cfg.optim_wrapper.get('dtype')).replace('torch.', '')
+        dtype = dtype if dtype in ('float16', 'bfloat16') else 'auto'
+    else:
+        dtype = PRECISIONS[precision]
+    cfg.optim_wrapper.type = 'MixedPrecisionOptimWrapper'
+    cfg.optim_wrapper.dtype = dtype

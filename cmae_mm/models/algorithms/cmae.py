@@ -9,7 +9,7 @@ from mmpretrain.structures import DataSample
 from torch import nn
 
 from ..utils import (MomentumTarget, autocast_disabled, check_target_update_hook,
-                     release_xavier_init)
+                     release_xavier_init, route_attention)
 
 
 @MODELS.register_module()
@@ -111,6 +111,8 @@ class CMAE(BaseSelfSupervisor):
             nn.Sequential(self.backbone, self.projector),
             momentum=base_momentum,
             end_momentum=end_momentum)
+        # MMPretrain attention, float32 on CPUs under bfloat16 (models/utils/precision)
+        route_attention(self)
         self.loss_rc_weight = loss_rc_weight
         self.loss_ct_weight = loss_ct_weight
         self.target_cls = target_cls

@@ -30,6 +30,8 @@ from mmpretrain.models import BEiTPretrainViT
 from mmpretrain.models.utils.attention import BEiTAttention
 from mmpretrain.registry import MODELS
 
+from ..utils.precision import scaled_dot_product_attention
+
 
 class BEiTAttentionSDPA(BEiTAttention):
     """MMPretrain's ``BEiTAttention`` computed by ``F.scaled_dot_product_attention``.
@@ -83,7 +85,7 @@ class BEiTAttentionSDPA(BEiTAttention):
             bias = bias.to(q.dtype)
             if bias.dim() == 3:
                 bias = bias.unsqueeze(0)
-        x = F.scaled_dot_product_attention(
+        x = scaled_dot_product_attention(  # F.scaled_dot_product_attention, see there
             q,
             k,
             v,

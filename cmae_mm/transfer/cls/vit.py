@@ -31,6 +31,7 @@ from mmpretrain.models import BEiTViT, VisionTransformer
 from mmpretrain.registry import MODELS
 
 from ...models.backbones.conmim_vit import BEiTSDPAMixin
+from ...models.utils.precision import route_attention
 from ..weight_loading import PretrainedEncoderInitMixin
 
 
@@ -79,7 +80,14 @@ class TransferViT(PretrainedEncoderInitMixin, VisionTransformer):
     ``'avg_featmap'``: ``(B, C)`` mean of patch tokens + new LayerNorm ``ln2``;
     ``'featmap'``: ``(B, C, H/16, W/16)`` per ``out_indices``; ``'cls_token'``:
     ``(B, C)``).
+
+    Attention runs through :func:`~cmae_mm.models.utils.scaled_dot_product_attention`
+    (float32 attention on CPUs under bfloat16 autocast; otherwise unchanged).
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        route_attention(self)
 
 
 @MODELS.register_module()

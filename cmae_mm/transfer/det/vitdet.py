@@ -26,7 +26,6 @@ from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mmcv.cnn.bricks.drop import build_dropout
 from mmdet.registry import MODELS
 from mmengine.logging import print_log
@@ -36,6 +35,7 @@ from mmpretrain.models.backbones.vit_sam import (Attention, TransformerEncoderLa
                                                  window_unpartition)
 from mmpretrain.models.utils import resize_pos_embed
 
+from ...models.utils.precision import scaled_dot_product_attention
 from ..weight_loading import PretrainedEncoderInitMixin
 
 #: Per-block tensors of an MMPretrain ``VisionTransformer`` layer and their names in a
@@ -115,7 +115,7 @@ class ViTSAMAttentionSDPA(Attention):
             # (B, heads, H * W, H * W), in the dtype of q (half under autocast)
             bias = decomposed_rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, (H, W),
                                            (H, W)).to(q.dtype)
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        x = scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
         # (B, heads, H * W, C / heads) -> (B, H, W, C)
         x = x.view(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4)
         return self.proj(x.reshape(B, H, W, -1))

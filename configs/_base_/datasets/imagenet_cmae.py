@@ -15,7 +15,7 @@ train_pipeline = [
     dict(type='SafeLoadImageFromFile'),
     # shared by both views: one crop to 256 x 256 (scale 0.2-1.0, bicubic) + flip
     dict(
-        type='RandomResizedCrop',
+        type='FastRandomResizedCrop',
         scale=256,
         crop_ratio_range=(0.2, 1.0),
         backend='pillow',
@@ -32,7 +32,7 @@ train_pipeline = [
                 type='RandomApply',
                 transforms=[
                     dict(
-                        type='ColorJitter',
+                        type='FastColorJitter',
                         brightness=0.4,
                         contrast=0.4,
                         saturation=0.4,
@@ -42,7 +42,7 @@ train_pipeline = [
             # weights in BGR order because the image is BGR until the data
             # preprocessor (the released code used BGR weights on RGB images)
             dict(
-                type='RandomGrayscale',
+                type='FastRandomGrayscale',
                 prob=0.2,
                 keep_channels=True,
                 channel_weights=(0.114, 0.587, 0.2989)),

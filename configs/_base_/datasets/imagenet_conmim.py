@@ -13,7 +13,7 @@ target_view_pipeline = [
         type='RandomApply',
         transforms=[
             dict(
-                type='ColorJitter',
+                type='FastColorJitter',
                 brightness=0.4,
                 contrast=0.4,
                 saturation=0.2,
@@ -21,7 +21,7 @@ target_view_pipeline = [
         ],
         prob=0.8),
     dict(
-        type='RandomGrayscale',
+        type='FastRandomGrayscale',
         prob=0.2,
         keep_channels=True,
         channel_weights=(0.114, 0.587, 0.2989)),
@@ -54,7 +54,7 @@ beit_block_mask_generator = dict(
 # augmentation), view 1 = target (full, strongly perturbed).
 view_transforms = [
     dict(
-        type='RandomResizedCrop',
+        type='FastRandomResizedCrop',
         scale=224,
         crop_ratio_range=(0.08, 1.0),
         backend='pillow',

@@ -23,7 +23,10 @@ data_preprocessor = dict(
 train_pipeline = [
     dict(type='SafeLoadImageFromFile'),
     dict(
-        type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
+        type='FastRandomResizedCrop',
+        scale=224,
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     # docs/recipes.md: RandAugment 2 ops, magnitude 9, std 0.5.
     dict(

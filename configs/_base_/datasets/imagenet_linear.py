@@ -15,7 +15,10 @@ data_preprocessor = dict(
 train_pipeline = [
     dict(type='SafeLoadImageFromFile'),
     dict(
-        type='RandomResizedCrop', scale=224, backend='pillow', interpolation='bicubic'),
+        type='FastRandomResizedCrop',
+        scale=224,
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]

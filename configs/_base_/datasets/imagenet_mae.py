@@ -5,7 +5,7 @@ data_root = 'data/imagenet/'
 train_pipeline = [
     dict(type='SafeLoadImageFromFile'),
     dict(
-        type='RandomResizedCrop',
+        type='FastRandomResizedCrop',
         scale=224,
         crop_ratio_range=(0.2, 1.0),
         backend='pillow',

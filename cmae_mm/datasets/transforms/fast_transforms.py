@@ -22,13 +22,13 @@ class FastColorJitter(ColorJitter):
 
     Same arguments, same random draws (the parent's ``_rand_params``: a random order
     of brightness, contrast, saturation and hue, each factor uniform in its range)
-    and the same output, bit for bit (``tests/test_pipeline_speed.py``). MMCV's
+    and the same output, bit for bit (``tests/test_fast_transforms.py``). MMCV's
     Pillow functions (``mmcv.adjust_brightness`` ... ``mmcv.adjust_hue``) each turn
     the BGR array into an RGB Pillow image and back, reversing the channels with a
     strided numpy copy; this class converts once, with OpenCV, and chains the four
-    Pillow enhancements. It is what makes CMAE's target-view pipeline reach about
-    150 images per second per core (``tools/analysis/benchmark_pretrain.py
-    --pipeline``, ``docs/performance.md``).
+    Pillow enhancements. With the other Fast* transforms it takes CMAE's pipeline
+    from about 100 to about 131 images per second per core
+    (``tools/analysis/benchmark_pretrain.py --pipeline``, ``docs/performance.md``).
 
     **Required keys:** ``img``, uint8 (H, W, 3), BGR. Other inputs (float, gray)
     go through the parent unchanged.

@@ -38,7 +38,9 @@ On a CPU the tool tunes glibc malloc as ``tools/train.py`` does
 (``cmae_mm/engine/cpu_allocator.py``; ``--default-malloc`` leaves it alone).
 ``--compile`` wraps ``model.train_step`` in ``torch.compile`` exactly as MMEngine's
 Runner does for ``compile=True`` (``Runner._maybe_compile``); the first (compiling)
-iteration's time is reported. ``--profile`` adds a ``torch.profiler`` table of one
+iteration's time is reported. With torch 2.14 / MMEngine 0.10.7 this fails in Dynamo
+on MMEngine's ``ConfigDict`` param groups (docs/performance.md); the option is kept to
+check later versions. ``--profile`` adds a ``torch.profiler`` table of one
 more iteration per row: the operators by self time and the share of matrix products;
 with ``--pipeline``, the milliseconds per image spent in each transform.
 

@@ -314,14 +314,15 @@ def benchmark_train(label: str, cfg, precision: str, args, files: list,
     hub = MessageHub.get_current_instance()
     hub.update_info('max_iters', 10**6)
     hub.update_info('iter', 0)
-    flops = count_flops(model, data)
+    row = dict(
+        config=label,
+        algorithm=type(model).__name__,
+        precision=precision,
+        params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+        batch=args.batch,
+        gflops_per_image=count_flops(model, data) / 1e9 / args.batch)
     if args.flops_only:
-        return dict(
-            config=label,
-            algorithm=type(model).__name__,
-            precision=precision,
-            params_m=sum(p.numel() for p in model.parameters()) / 1e6,
-            gflops_per_image=flops / 1e9 / args.batch)
+        return row
     compile_s = None
     if args.compile:
         # as MMEngine's Runner._maybe_compile('train_step') for cfg.compile=True
@@ -339,21 +340,14 @@ def benchmark_train(label: str, cfg, precision: str, args, files: list,
             train_iteration(model, data, optim_wrapper, device)
             times.append(time.perf_counter() - t0)
     sec = statistics.median(times)
-    ips = args.batch / sec
-    gflops_img = flops / 1e9 / args.batch
-    row = dict(
-        config=label,
-        algorithm=type(model).__name__,
-        precision=precision,
-        params_m=sum(p.numel() for p in model.parameters()) / 1e6,
-        batch=args.batch,
+    achieved = row['gflops_per_image'] * args.batch / sec
+    row.update(
         sec_per_iter=sec,
         times=times,
-        images_per_s=ips,
-        gflops_per_image=gflops_img,
-        achieved_gflops=gflops_img * ips,
+        images_per_s=args.batch / sec,
+        achieved_gflops=achieved,
         peak_gflops=peak,
-        mfu=gflops_img * ips / peak,
+        mfu=achieved / peak,
         peak_memory_gib=memory.peak / 2**30,
         compile_s=compile_s)
     if args.profile:

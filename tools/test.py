@@ -18,7 +18,7 @@ from mmengine.runner import Runner
 
 import cmae_mm  # noqa: F401  (registers every module)
 from cmae_mm.engine.checkpoint import verify_checkpoint
-from cmae_mm.engine.launch import prepare_launch
+from cmae_mm.engine.launch import finish_launch, prepare_launch
 
 
 def parse_args() -> argparse.Namespace:
@@ -69,6 +69,7 @@ def main() -> None:
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()
+    finish_launch()
     if runner.rank == 0:
         os.makedirs(cfg.work_dir, exist_ok=True)
         with open(osp.join(cfg.work_dir, 'metrics.json'), 'w') as f:

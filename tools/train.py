@@ -23,7 +23,7 @@ from mmengine.registry import RUNNERS
 
 import cmae_mm  # noqa: F401  (registers every module)
 from cmae_mm.engine.checkpoint import checkpoint_candidates
-from cmae_mm.engine.launch import prepare_launch
+from cmae_mm.engine.launch import finish_launch, prepare_launch
 from cmae_mm.engine.optimizers import PRECISIONS, set_precision
 from cmae_mm.engine.runner import CheckedRunner
 
@@ -135,6 +135,7 @@ def main() -> None:
     runner = (
         CheckedRunner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()
+    finish_launch()
 
 
 if __name__ == '__main__':

@@ -124,3 +124,14 @@ def prepare_launch(cfg: Config, launcher: str) -> Config:
                            cfg.get('find_unused_parameters', False))
         cfg.model_wrapper_cfg = wrapper
     return cfg
+
+
+def finish_launch() -> None:
+    """Destroy the process group at the end of a run, while the interpreter is alive.
+
+    A gloo group left to interpreter shutdown can abort a rank after a run that
+    succeeded ("terminate called without an active exception", SIGABRT; PyTorch issue
+    #190489), which fails the whole ``torchrun`` job.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()

@@ -14,7 +14,10 @@ pretrained = None  # path to a cmae_mm pretraining checkpoint (see above)
 encoder = 'online'  # 'online' (backbone.*) or 'target' (target_encoder.module.0.*)
 
 base_lr = 5e-4  # docs/recipes.md: 5e-4 for the 300-epoch model, x batch / 256
-batch_size = 1024  # docs/recipes.md (8 GPUs x 128)
+# docs/recipes.md: 8 GPUs x 128 (CMAE release configs/fine-tuning/cmae/
+# cmae_base_pre300_8x128_100e_in1k_amp.py: batch_size=128, gpu_num=8; MMPretrain's
+# configs/mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py: the same)
+batch_size = 1024
 
 model = dict(
     type='ImageClassifier',
@@ -52,8 +55,12 @@ model = dict(
 # docs/recipes.md: AdamW betas (0.9, 0.999), wd 0.05, layer-wise lr decay 0.65; no decay
 # on
 # norms, biases, cls_token, pos_embed (as MMPretrain's MAE fine-tune config).
+# Mixed precision as the release's recipe (cmae_base_pre{300,1600}_8x128_100e_in1k
+# _amp.py: AmpOptimWrapper, loss_scale='dynamic'): MixedPrecisionOptimWrapper with its
+# defaults dtype='auto', loss_scale='dynamic' (float16 + dynamic loss scaling on GPUs,
+# bfloat16 on CPUs); float32: tools/train.py --precision fp32.
 optim_wrapper = dict(
-    type='OptimWrapper',  # released: mixed precision; add --amp (fp16 GPU, bf16 CPU)
+    type='MixedPrecisionOptimWrapper',
     optimizer=dict(
         type='AdamW',
         lr=base_lr * batch_size / 256,

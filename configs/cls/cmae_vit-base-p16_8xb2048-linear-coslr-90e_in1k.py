@@ -11,7 +11,9 @@ _base_ = ['../_base_/default_runtime.py', '../_base_/datasets/imagenet_linear.py
 pretrained = None  # path to a cmae_mm pretraining checkpoint
 encoder = 'online'
 
-batch_size = 16384  # docs/recipes.md (8 GPUs x 2048)
+# docs/recipes.md: 8 GPUs x 2048 (MMPretrain's configs/mae/benchmarks/
+# vit-base-p16_8xb2048-linear-coslr-90e_in1k.py: batch_size=2048 on 8 GPUs)
+batch_size = 16384
 num_layers = 12
 
 model = dict(
@@ -42,8 +44,12 @@ model = dict(
         init_cfg=[dict(type='TruncNormal', layer='Linear', std=0.01, a=-0.02, b=0.02)]),
 )
 
+# Mixed precision as MMPretrain's MAE linear probe (the config above:
+# type='AmpOptimWrapper'): MixedPrecisionOptimWrapper, defaults dtype='auto' and
+# loss_scale='dynamic' (float16 + dynamic loss scaling on GPUs, bfloat16 on CPUs);
+# float32: tools/train.py --precision fp32.
 optim_wrapper = dict(
-    type='OptimWrapper',  # --amp: MixedPrecisionOptimWrapper (fp16 GPU, bf16 CPU)
+    type='MixedPrecisionOptimWrapper',
     optimizer=dict(type='LARS', lr=6.4, weight_decay=0.0, momentum=0.9))
 
 max_epochs = 90

@@ -17,6 +17,8 @@ pretrained = None  # path to a cmae_mm ConMIM pretraining checkpoint
 encoder = 'target'
 
 lr = 4e-3  # docs/recipes.md, at batch 1024
+# docs/recipes.md: 8 GPUs x 128 (ConMIM README fine-tuning command; MMPretrain's
+# configs/beit/benchmarks/beit-base-p16_8xb128-coslr-100e_in1k.py: the same)
 batch_size = 1024
 
 model = dict(
@@ -56,8 +58,13 @@ model = dict(
         init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5, a=-4e-5, b=4e-5)]),
 )
 
+# Mixed precision as the release's fine-tuning (ConMIM release
+# engine_for_finetuning.py: torch.cuda.amp.autocast() with the `loss_scaler`
+# GradScaler): MixedPrecisionOptimWrapper, defaults dtype='auto' and
+# loss_scale='dynamic' (float16 + dynamic loss scaling on GPUs, bfloat16 on CPUs);
+# float32: tools/train.py --precision fp32.
 optim_wrapper = dict(
-    type='OptimWrapper',  # --amp: mixed precision (docs/training.md)
+    type='MixedPrecisionOptimWrapper',
     optimizer=dict(
         type='AdamW', lr=lr, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
     constructor='LearningRateDecayOptimWrapperConstructor',

@@ -5,7 +5,7 @@
 # (MMDetection
 # projects/ViTDet README).
 #   bash tools/dist_train.sh \
-#       configs/det/vitdet_mask-rcnn_cmae-vit-b_lsj-100e_coco.py 8 --amp --cfg-options \
+#       configs/det/vitdet_mask-rcnn_cmae-vit-b_lsj-100e_coco.py 8 --cfg-options \
 #       model.backbone.init_cfg.checkpoint=work_dirs/cmae_vit-b/epoch_1600.pth
 _base_ = [
     '../_base_/det/mask-rcnn_vitdet.py',
@@ -31,10 +31,19 @@ test_evaluator = val_evaluator
 # AdamW lr 1e-4, wd 0.1, layer decay 0.7 (docs/recipes.md): block i of L=12 gets
 # lr * 0.7 ** (12 - i); embeddings 0.7 ** 13; pyramid and heads the full lr. No weight
 # decay on 1-d tensors (norms, biases) and pos_embed, as MMDetection's ViTDet project.
-# Mixed precision as ViTDet: add --amp to tools/train.py / dist_train.sh
-# (MixedPrecisionOptimWrapper: float16 + dynamic loss scaling on GPUs).
+# Mixed precision as MMDetection's ViTDet (projects/ViTDet/configs/
+# lsj-100e_coco-instance.py: type='AmpOptimWrapper'): MixedPrecisionOptimWrapper,
+# defaults dtype='auto' and loss_scale='dynamic' (float16 + dynamic loss scaling on
+# GPUs, bfloat16 on CPUs); float32: tools/train.py --precision fp32.
+#
+# Batch 64 per optimizer step as ViTDet; MMDetection runs it as 16 GPUs x 4 images
+# (the config above: batch_size=4, "64 images/iter", base_batch_size=64). Here 8 GPUs
+# x 4 images (MMDetection's per-GPU memory) x 2 iterations accumulated per step
+# (docs/transfer.md). The schedule counts iterations: MMDetection's steps x 2.
+accumulative_counts = 2
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='MixedPrecisionOptimWrapper',
+    accumulative_counts=accumulative_counts,
     constructor='BackboneLayerDecayOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
     paramwise_cfg=dict(
@@ -42,19 +51,25 @@ optim_wrapper = dict(
         flat_decay_mult=0.0,
         custom_keys={'pos_embed': dict(decay_mult=0.0)}))
 
-# 100 epochs = 184375 iterations x 64 images / 118k images (docs/recipes.md); 250 warmup
-# iterations from 0.001 x lr, lr x 0.1 at epochs 88 and 96 (MMDetection's ViTDet
-# project).
-max_iters = 184375
-interval = 5000
+# 100 epochs = 184375 steps x 64 images / 118k images (docs/recipes.md); 250 warmup
+# steps from 0.001 x lr, lr x 0.1 at epochs 88 and 96 (steps 163889, 177546);
+# validation and checkpoints every 5000 steps (MMDetection's ViTDet project). In
+# iterations: x accumulative_counts.
+max_iters = 184375 * accumulative_counts
+interval = 5000 * accumulative_counts
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=250),
+    dict(
+        type='LinearLR',
+        start_factor=0.001,
+        by_epoch=False,
+        begin=0,
+        end=250 * accumulative_counts),
     dict(
         type='MultiStepLR',
         begin=0,
         end=max_iters,
         by_epoch=False,
-        milestones=[163889, 177546],
+        milestones=[163889 * accumulative_counts, 177546 * accumulative_counts],
         gamma=0.1)
 ]
 train_cfg = dict(
@@ -66,5 +81,7 @@ val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(checkpoint=dict(interval=interval))
 
-# 8 GPUs x 8 images = 64; with another total batch use --auto-scale-lr.
-auto_scale_lr = dict(enable=False, base_batch_size=64)
+# 64 images per step. With another GPU count use --auto-scale-lr: MMEngine compares
+# GPUs x train_dataloader.batch_size with base_batch_size and ignores accumulation,
+# hence 32 = 64 / accumulative_counts (8 GPUs x 4: lr unchanged).
+auto_scale_lr = dict(enable=False, base_batch_size=64 // accumulative_counts)

@@ -3,6 +3,9 @@
 # ViT-L encoder; blocks 8/12/16/24 (out_indices 7, 11, 15, 23), head width 1024,
 # drop path 0.2, lr 2e-5, layer decay 0.95 and 3000 warmup iterations are
 # MMSegmentation's BEiT-L UperNet settings (0.65 ** 25 would all but freeze the stem).
+# Batch 8 GPUs x 2 at 512x512 as the ViT-B recipe (MAE recipe's 16) and its mixed
+# precision; MMSegmentation's BEiT-L uses 8 x 1 at 640x640, also in mixed precision
+# (configs/beit/beit-large_upernet_8xb1-amp-160k_ade20k-640x640.py; docs/transfer.md).
 # Checkpoint argument: --cfg-options model.backbone.init_cfg.checkpoint=PATH
 _base_ = ['./cmae_vit-base-p16_upernet_8xb2-160k_ade20k-512x512.py']
 

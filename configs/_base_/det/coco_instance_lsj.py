@@ -38,7 +38,9 @@ test_pipeline = [
 ]
 
 train_dataloader = dict(
-    batch_size=8,  # x 8 GPUs = 64, the ViTDet batch (docs/recipes.md)
+    # MMDetection's projects/ViTDet/configs/lsj-100e_coco-instance.py: 4 per GPU
+    # (x 16 GPUs = 64); the recipe configs accumulate 2 iterations on 8 GPUs = 64
+    batch_size=4,
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),

@@ -23,7 +23,8 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
-# 8 GPUs x 2 = 16 (docs/recipes.md batch).
+# 8 GPUs x 2 = 16 (docs/recipes.md batch; MMSegmentation's configs/mae/
+# mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py: "8 GPUs with 2 images per GPU").
 train_dataloader = dict(
     batch_size=2,
     num_workers=4,

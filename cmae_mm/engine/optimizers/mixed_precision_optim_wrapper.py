@@ -9,9 +9,14 @@ chooses the precision from the device the Runner trains on (``mmengine.device
 - ``'auto'`` (default): on a GPU (cuda, npu, mlu, musa) float16 autocast with dynamic
   loss scaling (``GradScaler``, ``loss_scale``); on a CPU bfloat16 autocast, no loss
   scaler; elsewhere (mps) float32;
-- ``'float16'``: float16 + loss scaling on a GPU; on a CPU a ``ValueError`` (use
-  ``'auto'`` / ``'bfloat16'`` / ``'float32'``);
-- ``'bfloat16'``: bfloat16 autocast, never a loss scaler (a CUDA GPU without bfloat16:
+- ``'float16'``: float16 autocast + loss scaling, on a GPU and on a CPU alike. On a
+  CPU (slow: float16 matrix products are not what CPUs are fast at) it is the GPUs'
+  code path, ``AmpOptimWrapper``'s ``backward`` / ``step`` / ``state_dict`` with a
+  ``torch.amp.GradScaler('cpu')`` of the same ``loss_scale``, so that CPU runs and
+  CI test the path every GPU run takes (overflow -> skipped step -> lower scale;
+  the scaler state in checkpoints);
+- ``'bfloat16'``: bfloat16 autocast, never a loss scaler (a CUDA GPU without native
+  bfloat16, i.e. compute capability < 8.0 where PyTorch would emulate it:
   ``ValueError``);
 - ``'float32'``: no autocast, no scaler: ``OptimWrapper``'s behaviour.
 
@@ -28,11 +33,19 @@ forward, e.g. the momentum-target EMA of
 ``optim_context``) and the gradient clipping (on unscaled gradients); BatchNorm
 running statistics (float32 buffers). The losses of CMAE's contrastive branch and of
 ConMIM's :class:`DenoisingContrastiveLoss` are computed in float32 by the models
-themselves (CPU autocast would run their matrix products in bfloat16); MAE's MSE
-(``mse_loss``) is on both autocast float32 lists.
+themselves (autocast would run their matrix products in half precision); MAE's MSE
+(``mse_loss``) is on both autocast float32 lists. These float32 islands raise half
+inputs to float32 and leave float32 and float64 alone
+(:func:`cmae_mm.models.utils.upcast_half`), so a float64 model trains in float64.
+
+A step the ``GradScaler`` skips (gradients not finite after scaling; the scale is
+then multiplied by ``backoff_factor``, 0.5) still counts as an iteration for the
+schedulers and the momentum-target EMA, as in the releases (see
+:class:`~cmae_mm.engine.hooks.TargetUpdateHook`).
 """
 import logging
 from contextlib import contextmanager
+from functools import partial
 from typing import Optional, Tuple, Union
 
 import torch
@@ -44,6 +57,44 @@ from torch import nn
 
 #: devices on which MMEngine's AmpOptimWrapper runs float16 with a GradScaler
 SCALER_DEVICES = ('cuda', 'npu', 'mlu', 'musa')
+
+
+def native_bf16(device: str, cuda=torch.cuda) -> bool:
+    """Whether ``device`` (a device type) computes in bfloat16 natively.
+
+    On CUDA: ``cuda.is_bf16_supported(including_emulation=False)`` (compute
+    capability >= 8.0, or ROCm): a V100 or T4 "supports" bfloat16 only by emulation,
+    far slower than float16. ``cuda`` is ``torch.cuda`` or an object with the same
+    ``is_bf16_supported`` (tests describe a GPU that is not there). Other devices:
+    True (their autocast decides)."""
+    if device != 'cuda':
+        return True
+    return bool(cuda.is_bf16_supported(including_emulation=False))
+
+
+def build_loss_scaler(
+        loss_scale: Union[str, float, dict],
+        device: str,
+        use_fsdp: bool = False) -> Tuple[torch.amp.GradScaler, Optional[float]]:
+    """``AmpOptimWrapper``'s ``GradScaler`` (``ShardedGradScaler`` with
+    ``use_fsdp``) for any ``device`` type, with its ``loss_scale`` semantics:
+    ``'dynamic'``: the defaults (initial scale 2**16, halved on overflow, doubled
+    after 2000 finite steps); a float: a static scale; a dict: ``GradScaler``'s
+    keyword arguments. Returns ``(scaler, static scale or None)``."""
+    if use_fsdp:
+        from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+        make = partial(ShardedGradScaler, device)
+    else:
+        make = partial(torch.amp.GradScaler, device)
+    if loss_scale == 'dynamic':
+        return make(), None
+    if isinstance(loss_scale, float):
+        return make(init_scale=loss_scale), loss_scale
+    if isinstance(loss_scale, dict):
+        return make(**loss_scale), None
+    raise TypeError(f"MixedPrecisionOptimWrapper: loss_scale must be 'dynamic', a "
+                    f'float (static scale) or a dict of GradScaler arguments, got '
+                    f'{loss_scale!r}.')
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -76,9 +127,16 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
                  **kwargs) -> None:
         device = get_device()
         cast_dtype, use_scaler, reason = self.choose_precision(dtype, device)
-        if use_scaler:
+        if use_scaler and device in SCALER_DEVICES:
             super().__init__(
                 loss_scale=loss_scale, dtype=cast_dtype, use_fsdp=use_fsdp, **kwargs)
+        elif use_scaler:
+            # float16 on a CPU: AmpOptimWrapper.__init__ asserts a GPU and builds a
+            # torch.cuda.amp.GradScaler; the same state with a GradScaler for device
+            OptimWrapper.__init__(self, **kwargs)
+            self.loss_scaler, self._scale_update_param = build_loss_scaler(
+                loss_scale, device, use_fsdp)
+            self.cast_dtype = cast_dtype
         else:
             # AmpOptimWrapper.__init__ asserts a GPU and builds a GradScaler: skip it
             OptimWrapper.__init__(self, **kwargs)
@@ -90,6 +148,8 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
             chosen = 'float32 (no autocast, no loss scaler)'
         elif use_scaler:
             chosen = f'float16 autocast with loss scaling (loss_scale={loss_scale!r})'
+            if device not in SCALER_DEVICES:
+                chosen += ', slow on a CPU, same code path as on GPUs'
         else:
             chosen = 'bfloat16 autocast, no loss scaler'
         print_log(
@@ -98,10 +158,13 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
             level=logging.INFO)
 
     @classmethod
-    def choose_precision(cls, dtype: Union[str, torch.dtype],
-                         device: str) -> Tuple[Optional[torch.dtype], bool, str]:
+    def choose_precision(cls,
+                         dtype: Union[str, torch.dtype],
+                         device: str,
+                         cuda=torch.cuda) -> Tuple[Optional[torch.dtype], bool, str]:
         """``(autocast dtype or None for float32, loss scaler?, reason)`` for
-        ``dtype`` on ``device`` (a device type: 'cuda', 'cpu', ...)."""
+        ``dtype`` on ``device`` (a device type: 'cuda', 'cpu', ...); ``cuda``: see
+        :func:`native_bf16`."""
         if isinstance(dtype, torch.dtype):
             dtype = str(dtype).replace('torch.', '')
         if dtype not in cls.valid_dtypes:
@@ -113,26 +176,25 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
                 return (torch.float16, True, "dtype='auto' on a GPU: the releases' "
                         'float16 with dynamic loss scaling')
             if device == 'cpu':
-                return (torch.bfloat16, False, "dtype='auto' without a GPU: float16 "
-                        'autocast needs one; bfloat16 keeps float32\'s exponent '
-                        'range, so no loss scaling')
+                return (torch.bfloat16, False, "dtype='auto' on a CPU: bfloat16 keeps "
+                        "float32's exponent range, so no loss scaling (dtype="
+                        "'float16' runs the GPUs' float16 + loss scaling, slowly)")
             return None, False, f"dtype='auto': no autocast on {device}"
         if dtype == 'float32':
             return None, False, "dtype='float32'"
         if dtype == 'float16':
-            if not gpu:
+            if not gpu and device != 'cpu':
                 raise ValueError(
-                    f"MixedPrecisionOptimWrapper: dtype='float16' needs a GPU (float16 "
-                    f'autocast with loss scaling); this run is on {device}. Use '
-                    f"dtype='auto' or 'bfloat16' (tools/train.py --precision auto / "
-                    f"bf16) or 'float32' (--precision fp32).")
+                    f"MixedPrecisionOptimWrapper: no float16 autocast with loss "
+                    f"scaling on {device}; use dtype='float32' (--precision fp32).")
             return torch.float16, True, "dtype='float16'"
         # bfloat16
-        if device == 'cuda' and not torch.cuda.is_bf16_supported():
+        if not native_bf16(device, cuda):
             raise ValueError(
                 "MixedPrecisionOptimWrapper: dtype='bfloat16' but this GPU has no "
-                "bfloat16 support. Use dtype='auto' / 'float16' (--precision auto / "
-                'fp16).')
+                'native bfloat16 (compute capability < 8.0, e.g. V100 or T4: PyTorch '
+                "would emulate it, slowly). Use dtype='auto' / 'float16' "
+                '(--precision auto / fp16).')
         if not gpu and device != 'cpu':
             raise ValueError(f"MixedPrecisionOptimWrapper: no bfloat16 autocast on "
                              f"{device}; use dtype='float32' (--precision fp32).")
@@ -145,10 +207,15 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
             super().backward(loss, **kwargs)
 
     def step(self, **kwargs) -> None:
+        """The optimizer step; with a loss scaler ``AmpOptimWrapper``'s (skipped when
+        the gradients overflowed, then the scale is lowered), and the scale after
+        it logged as ``loss_scale`` (as ConMIM's ``engine_for_pretraining.py``)."""
         if self.loss_scaler is None:
             OptimWrapper.step(self, **kwargs)
         else:
             super().step(**kwargs)
+            self.message_hub.update_scalar('train/loss_scale',
+                                           self.loss_scaler.get_scale())
 
     def state_dict(self) -> dict:
         if self.loss_scaler is None:
@@ -170,12 +237,18 @@ class MixedPrecisionOptimWrapper(AmpOptimWrapper):
     @contextmanager
     def optim_context(self, model: nn.Module):
         """Autocast to the chosen dtype (none for float32), plus ``OptimWrapper``'s
-        gradient-accumulation context."""
-        context = (
-            OptimWrapper.optim_context(self, model)
-            if self.cast_dtype is None else super().optim_context(model))
-        with context:
-            yield
+        gradient-accumulation context. On a CPU ``torch.autocast`` itself
+        (MMEngine's ``autocast`` allows bfloat16 only there)."""
+        if self.cast_dtype is None:
+            with OptimWrapper.optim_context(self, model):
+                yield
+        elif self.device_type == 'cpu':
+            with OptimWrapper.optim_context(self, model), torch.autocast(
+                    'cpu', dtype=self.cast_dtype):
+                yield
+        else:
+            with super().optim_context(model):
+                yield
 
     def __repr__(self) -> str:
         dtype = 'float32' if self.cast_dtype is None else str(self.cast_dtype)[6:]

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
-from ..utils.precision import autocast_disabled
+from ..utils.precision import autocast_disabled, upcast_half
 
 
 @MODELS.register_module()
@@ -18,7 +18,8 @@ class DenoisingContrastiveLoss(BaseModule):
     outputs ``k[b, :]`` of the *same* image (computed from the full view): the positive
     is ``k[b, i]``, the negatives are the other ``N - 1`` patches of that image. There
     are no cross-image negatives and nothing is gathered across processes (computed
-    in float32 with autocast off, under mixed precision too)::
+    with autocast off, half-precision inputs raised to float32, float32 and float64
+    ones kept)::
 
         q, k = normalize(pred), normalize(target)           # (B, N, C)
         logits[b] = q[b] @ k[b].T / temperature              # (N, N) per image
@@ -68,9 +69,10 @@ class DenoisingContrastiveLoss(BaseModule):
             raise ValueError('The mask marks no patch: the denoising contrastive loss '
                              'is defined over masked patches only; check the mask '
                              'generator (mask_ratio / num_masking_patches).')
-        with autocast_disabled(pred.device):  # float32 under mixed precision too
-            q = F.normalize(pred.float(), dim=-1)
-            k = F.normalize(target.detach().float(), dim=-1)
+        # float32 under mixed precision (half raised to float32; float64 kept)
+        with autocast_disabled(pred.device):
+            q = F.normalize(upcast_half(pred), dim=-1)
+            k = F.normalize(upcast_half(target.detach()), dim=-1)
             logits = torch.bmm(q, k.transpose(1, 2)) / self.temperature  # (B, N, N)
             logits = logits[mask]  # (M, N): rows of masked positions only
             labels = torch.arange(N, device=pred.device).expand(B, N)[mask]  # (M,)

@@ -1,10 +1,11 @@
-from .precision import autocast_disabled, route_attention, scaled_dot_product_attention
+from .precision import (HALF_DTYPES, autocast_disabled, route_attention,
+                        scaled_dot_product_attention, upcast_half)
 from .release_init import (release_trunc_normal_init, release_xavier_init,
                            rescale_block_outputs)
 from .target_encoder import MomentumTarget, check_target_update_hook
 
 __all__ = [
-    'autocast_disabled', 'route_attention', 'scaled_dot_product_attention',
-    'MomentumTarget', 'check_target_update_hook', 'release_xavier_init',
-    'release_trunc_normal_init', 'rescale_block_outputs'
+    'HALF_DTYPES', 'autocast_disabled', 'upcast_half', 'route_attention',
+    'scaled_dot_product_attention', 'MomentumTarget', 'check_target_update_hook',
+    'release_xavier_init', 'release_trunc_normal_init', 'rescale_block_outputs'
 ]

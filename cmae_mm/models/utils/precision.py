@@ -7,11 +7,25 @@ import torch.nn.functional as F
 from mmpretrain.models.utils import MultiheadAttention
 from torch import nn
 
+#: the half-precision floating dtypes that the float32 islands raise to float32
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def upcast_half(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is float16 / bfloat16, else ``x`` itself (float32,
+    float64 and integer tensors are left alone).
+
+    The cast of the float32 islands (contrastive losses, the momentum-target EMA):
+    ``x.float()`` would also down-cast a float64 model (a numerical check) and then
+    meet float64 parameters, e.g. ``mat1 and mat2 must have the same dtype``."""
+    return x.float() if x.dtype in HALF_DTYPES else x
+
 
 @contextmanager
 def autocast_disabled(device: torch.device):
-    """Autocast off for ``device``'s type, so that float32 inputs give float32
-    results. Used for the contrastive losses: autocast computes ``einsum`` / ``bmm``
+    """Autocast off for ``device``'s type, so that float32 (float64) inputs give
+    float32 (float64) results; with :func:`upcast_half` on the inputs, a float32
+    island. Used for the contrastive losses: autocast computes ``einsum`` / ``bmm``
     (the logits) in bfloat16 on CPUs, float16 on GPUs, even from float32 inputs."""
     with torch.autocast(device_type=torch.device(device).type, enabled=False):
         yield

@@ -42,7 +42,8 @@ class MomentumTarget(BaseAveragedModel):
       statistics) are the target's own: its forward in training mode updates them;
     - in float32 under mixed precision: parameters and buffers keep their dtype
       (autocast casts op inputs only), and the update runs after the optimizer step,
-      outside autocast;
+      outside autocast, in the parameters' own dtype (no cast: a float64 model's
+      target is updated in float64);
     - ``m_k = m_end - (m_end - m_0) (cos(pi k / K) + 1) / 2`` at iteration ``k`` of
       ``K``: constant for CMAE (``m_0 = m_end = 0.996``), 0.996 -> 1 for ConMIM.
 

@@ -18,7 +18,7 @@ EXPECTED = {
     # generic parts live in MMEngine's root registries: every scope finds them
     ('mmengine', 'HOOKS'): [
         'Fp16CompressionHook', 'TargetUpdateHook', 'NonFiniteGuardHook',
-        'SafeCheckpointHook', 'DataFaultHook'
+        'SafeCheckpointHook', 'DataFaultHook', 'PreemptionHook'
     ],
     ('mmengine', 'RUNNERS'): ['CheckedRunner'],
     ('mmengine', 'LOOPS'): ['KNNValLoop'],

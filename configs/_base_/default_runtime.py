@@ -19,6 +19,9 @@ default_hooks = dict(
     data_fault=dict(type='DataFaultHook'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
+    # SIGTERM (Slurm preemption / time limit) or SIGUSR1 (`--signal=USR1@120`):
+    # finish the iteration, save a checkpoint, exit 124 (docs/training.md, Slurm)
+    preemption=dict(type='PreemptionHook'),
 )
 
 env_cfg = dict(
@@ -40,3 +43,8 @@ load_from = None
 resume = False
 # fixed seed, a different seed per rank (the released recipes)
 randomness = dict(seed=0, diff_rank_seed=True)
+# each training sample's random transforms (crops, flips, colour, ConMIM's masks) are
+# seeded from (seed, rank, epoch, its position in the rank's stream): the same for
+# any number of DataLoader workers, continued exactly by a resume (CheckedRunner,
+# i.e. tools/train.py; docs/training.md, "Randomness across ranks and resumes")
+train_sample_seeding = True

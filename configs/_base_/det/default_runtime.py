@@ -16,7 +16,10 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='DetVisualizationHook'),
     # stop before a non-finite loss updates the weights (docs/reliability.md)
-    nonfinite_guard=dict(type='NonFiniteGuardHook', action='stop'))
+    nonfinite_guard=dict(type='NonFiniteGuardHook', action='stop'),
+    # SIGTERM / SIGUSR1: save a checkpoint after the iteration, exit 124
+    # (docs/training.md, Slurm)
+    preemption=dict(type='PreemptionHook'))
 # ViTDet: fp16 compression of the gradient all-reduce (distributed runs only;
 # docs/recipes.md)
 custom_hooks = [dict(type='Fp16CompressionHook')]

@@ -18,3 +18,7 @@ load_from = None
 resume = False
 tta_model = dict(type='SegTTAModel')
 randomness = dict(seed=0, diff_rank_seed=True)
+# SIGTERM (Slurm preemption / time limit) or SIGUSR1 (`--signal=USR1@120`): finish
+# the iteration, save a checkpoint, exit 124 (docs/training.md, Slurm). A custom
+# hook here, as default_hooks come from the schedule (schedule_160k.py).
+custom_hooks = [dict(type='PreemptionHook')]

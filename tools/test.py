@@ -3,6 +3,7 @@ config.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--amp]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
+        [--device auto|cuda|cpu]
 
 Prints the metrics and writes them (JSON) to WORK_DIR/metrics.json.
 """
@@ -18,6 +19,7 @@ from mmengine.runner import Runner
 
 import cmae_mm  # noqa: F401  (registers every module)
 from cmae_mm.engine.checkpoint import verify_checkpoint
+from cmae_mm.engine.cuda_check import DEVICES
 from cmae_mm.engine.launch import finish_launch, prepare_launch
 
 
@@ -38,6 +40,10 @@ def parse_args() -> argparse.Namespace:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    parser.add_argument(
+        '--device',
+        choices=DEVICES,
+        help='cuda / cpu / auto, as in tools/train.py (docs/training.md)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -63,7 +69,7 @@ def main() -> None:
         cfg.setdefault('test_cfg', {})['fp16'] = True
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    cfg = prepare_launch(cfg, args.launcher)
+    cfg = prepare_launch(cfg, args.launcher, args.device)
 
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg))
     if args.out is not None:

@@ -3,7 +3,7 @@
     python tools/train.py CONFIG [--work-dir DIR] [--resume [PATH]] [--overwrite]
         [--amp] [--precision auto|fp32|fp16|bf16] [--auto-scale-lr]
         [--cfg-options KEY=VALUE ...]
-        [--launcher none|pytorch|slurm|mpi]
+        [--launcher none|pytorch|slurm|mpi] [--device auto|cuda|cpu]
 
 cmae_mm is imported whatever the config says, so its modules are always registered.
 Training runs on :class:`cmae_mm.engine.runner.CheckedRunner` (MMEngine's Runner with
@@ -23,6 +23,7 @@ from mmengine.registry import RUNNERS
 
 import cmae_mm  # noqa: F401  (registers every module)
 from cmae_mm.engine.checkpoint import checkpoint_candidates
+from cmae_mm.engine.cuda_check import DEVICES
 from cmae_mm.engine.launch import finish_launch, prepare_launch
 from cmae_mm.engine.optimizers import PRECISIONS, set_precision
 from cmae_mm.engine.runner import CheckedRunner
@@ -77,6 +78,13 @@ def parse_args() -> argparse.Namespace:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    parser.add_argument(
+        '--device',
+        choices=DEVICES,
+        help='cuda: the run needs GPUs and stops at once, naming cause and fix, where '
+        'CUDA is unusable; cpu: run on the CPUs even on a GPU node; auto (default, or '
+        '$CMAE_MM_DEVICE): such a stop only where GPUs are present or allotted '
+        '(docs/training.md, "GPU machines")')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -113,7 +121,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.precision is not None:
         set_precision(cfg, args.precision, f'--precision {args.precision}')
     check_work_dir(cfg, args)
-    return prepare_launch(cfg, args.launcher)
+    return prepare_launch(cfg, args.launcher, args.device)
 
 
 def check_work_dir(cfg: Config, args: argparse.Namespace) -> None:

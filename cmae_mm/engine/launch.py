@@ -7,8 +7,11 @@ On a machine without a GPU, ``prepare_launch`` initialises the process group wit
 itself (MMEngine then skips its own ``init_dist``) and wraps the model in
 :class:`CPUDistributedDataParallel`, and glibc malloc keeps freed memory for the next
 step (:mod:`cmae_mm.engine.cpu_allocator`). With a GPU nothing is changed.
+A run meant for GPUs on which CUDA is unusable stops first, naming cause and fix
+(:mod:`cmae_mm.engine.cuda_check`).
 """
 import os
+from typing import Optional
 
 import torch
 import torch.distributed as torch_dist
@@ -18,6 +21,7 @@ from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
 from mmengine.registry import MODEL_WRAPPERS
 
 from .cpu_allocator import keep_freed_memory
+from .cuda_check import check_cuda
 
 
 @MODEL_WRAPPERS.register_module()
@@ -97,16 +101,44 @@ def check_framework(cfg: Config) -> None:
             f"'cmae_mm[{extra}]' (or pip install -e '.[{extra}]' in a clone).") from e
 
 
-def prepare_launch(cfg: Config, launcher: str) -> Config:
+def use_cpu_device() -> None:
+    """Make MMEngine place models and data on the CPU although CUDA is usable.
+
+    MMEngine picks its device once, at import (``mmengine.device.utils.DEVICE``, read
+    by ``get_device()``); hiding the GPUs with ``CUDA_VISIBLE_DEVICES=`` before the
+    start does the same for every library.
+    """
+    import mmengine.device.utils as device_utils
+    device_utils.DEVICE = 'cpu'
+    print_log(
+        f'--device cpu: running on the CPUs although CUDA sees '
+        f'{torch.cuda.device_count()} GPU(s).',
+        logger='current',
+        level=30)
+
+
+def prepare_launch(cfg: Config, launcher: str, device: Optional[str] = None) -> Config:
     """Adapt ``cfg`` to the launcher and the hardware; returns ``cfg``.
 
-    Also checks that the config's framework can be imported (:func:`check_framework`).
+    Also checks that the config's framework can be imported (:func:`check_framework`)
+    and that a run meant for GPUs can use them (``device``: ``'auto'``, ``'cuda'``,
+    ``'cpu'``; None: ``$CMAE_MM_DEVICE`` or ``'auto'``; see
+    :func:`cmae_mm.engine.cuda_check.check_cuda`), raising
+    :class:`~cmae_mm.engine.cuda_check.CudaUnusableError` before anything is built.
     """
     check_framework(cfg)
+    facts = check_cuda(device)
+    on_cuda = facts.device != 'cpu' and torch.cuda.is_available()
+    if facts.device == 'cpu' and torch.cuda.is_available():
+        use_cpu_device()
     cfg.launcher = launcher
-    if not torch.cuda.is_available():
+    if cfg.get('default_scope') == 'mmdet':
+        # NMS / RoIAlign without MMCV CUDA (or bfloat16) kernels: torchvision's
+        from ..transfer.det.ops_fallback import prepare_detection_ops
+        prepare_detection_ops(cfg, 'cuda' if on_cuda else 'cpu')
+    if not on_cuda:
         keep_freed_memory()  # no page fault per large tensor (cpu_allocator.py)
-    if launcher == 'none' or torch.cuda.is_available():
+    if launcher == 'none' or on_cuda:
         return cfg
     env_cfg = cfg.setdefault('env_cfg', {})
     dist_cfg = env_cfg.setdefault('dist_cfg', {})

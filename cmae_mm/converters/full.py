@@ -101,7 +101,8 @@ def cmae_official_to_cmae_mm(official: StateDict,
         bgr_fix: re-express both encoders' patch embeddings for RGB input and put the
             pixel decoder's output channels in RGB order (docs/converters.md).
         steps: the number of target updates done (the release's iteration count).
-        mask_seed: seed of the mask generator's state (not in the release).
+        mask_seed: the mask seed of ``_extra_state`` (not in the release; the mask
+            draws count from 0).
 
     Returns:
         ``(state_dict, report)``; ``report`` lists ``filled`` and ``colour`` keys.
@@ -130,7 +131,8 @@ def cmae_official_to_cmae_mm(official: StateDict,
         out['target_encoder.steps'] = torch.tensor(steps, dtype=torch.long)
         filled.append('target_encoder.steps')
     if '_extra_state' in reference:
-        out['_extra_state'] = torch.Generator().manual_seed(mask_seed).get_state()
+        from ..models.algorithms.cmae import CMAE
+        out['_extra_state'] = CMAE.mask_state(mask_seed)
         filled.append('_extra_state')
     _check_against(out, reference, 'cmae_mm CMAE')
     colour = []

@@ -1,16 +1,20 @@
 """MMEngine's Runner with the checks a week-long run needs (docs/reliability.md)."""
+import copy
 import math
 import os.path as osp
-from typing import Dict, List
+import re
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.config import Config
-from mmengine.dist import get_rank, get_world_size
+from mmengine.dist import broadcast, get_rank, get_world_size
 from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .checkpoint import find_latest_intact_checkpoint, verify_checkpoint
+from .randomness import seed_train_samples
+from .work_dir_lock import WorkDirLock, WorkDirLocked
 
 
 def _flatten(obj, prefix: str = '') -> Dict[str, object]:
@@ -107,6 +111,58 @@ def check_training_setup(runner: Runner, loader) -> None:
             f"set both to the same size (and the decoders' num_patches to match).")
 
 
+def _examples(items: List[str], n: int = 5) -> str:
+    return ', '.join(
+        items[:n]) + (f', ... ({len(items)} in all)' if len(items) > n else '')
+
+
+def model_mismatch(model: torch.nn.Module, state_dict: dict) -> List[str]:
+    """What keeps ``state_dict`` (a checkpoint's, ``module.`` prefixes allowed) from
+    being ``model``'s: model parameters it lacks, keys the model lacks, shapes that
+    differ (a few of each, with counts); ``[]`` when it fits. Non-tensor entries
+    (``_extra_state``) and model buffers missing from the checkpoint are ignored
+    (MMEngine warns about the latter)."""
+    saved = {
+        re.sub(r'^module\.', '', k): tuple(v.shape)
+        for k, v in state_dict.items() if isinstance(v, torch.Tensor)
+    }
+    own = {
+        k: tuple(v.shape)
+        for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)
+    }
+    params = [n for n, _ in model.named_parameters()]
+    missing = [k for k in params if k not in saved]
+    unexpected = sorted(k for k in saved if k not in model.state_dict())
+    shapes = [
+        f'{k}: checkpoint {list(saved[k])} vs model {list(own[k])}' for k in own
+        if k in saved and saved[k] != own[k]
+    ]
+    problems = []
+    if missing:
+        problems.append(f'{len(missing)} of the model\'s {len(params)} parameters '
+                        f'are not in the checkpoint: {_examples(missing)}')
+    if unexpected:
+        problems.append(f'{len(unexpected)} of the checkpoint\'s {len(saved)} tensors '
+                        f'are not in the model: {_examples(unexpected)}')
+    if shapes:
+        problems.append(f'{len(shapes)} shapes differ: {_examples(shapes, 3)}')
+    return problems
+
+
+def describe_saved_config(meta: dict) -> str:
+    """``'<config name> (model <type>)'`` of a checkpoint's ``meta``."""
+    name = re.sub(r'_\d{8}_\d{6}$', '', str(meta.get('experiment_name', '?')))
+    model_type = '?'
+    if isinstance(meta.get('cfg'), str):
+        try:
+            model_type = Config.fromstring(
+                meta['cfg'], file_format='.py').model.get('type', '?')
+        except Exception:  # a saved config that does not parse: regex
+            m = re.search(r"model\s*=\s*dict\(\s*type\s*=\s*'([^']+)'", meta['cfg'])
+            model_type = m.group(1) if m else '?'
+    return f'{name}.py (model {model_type})'
+
+
 def _set_bad_image_log(cfg, path: str) -> None:
     """Point every ``SafeLoadImageFromFile`` of a dataloader config at ``path``
     (before the dataset is built: DataLoader workers fork from it)."""
@@ -133,6 +189,9 @@ class CheckedRunner(Runner):
       An explicit checkpoint that does not read back is an error naming it.
     - Options a resume discards (optimizer settings, lr schedule: their saved
       states are restored) are listed in a warning.
+    - ``train_sample_seeding = True`` in the config: the training samples' random
+      draws are derived from (seed, rank, epoch, position), so a resume continues
+      them exactly (:func:`~cmae_mm.engine.randomness.seed_train_samples`).
 
     ``tools/train.py`` uses it; configs may name it with ``runner_type``.
     """
@@ -142,12 +201,63 @@ class CheckedRunner(Runner):
             name = ('bad_images.txt'
                     if get_world_size() == 1 else f'bad_images_rank{get_rank()}.txt')
             _set_bad_image_log(self._train_dataloader, osp.join(self.work_dir, name))
+            if self.cfg.get('train_sample_seeding', False):
+                self._seed_train_samples()
         loop = super().build_train_loop(loop)
         check_training_setup(self, loop.dataloader)
         return loop
 
+    def _seed_train_samples(self) -> None:
+        """``train_sample_seeding = True``: each training sample's random draws
+        derived from (seed, rank, epoch, position), see cmae_mm/engine/randomness.py."""
+        self._train_dataloader = copy.deepcopy(self._train_dataloader)
+        why_not = seed_train_samples(self._train_dataloader)
+        if why_not is None:
+            self.logger.info('train_sample_seeding: every training sample is seeded '
+                             'from (seed, rank, epoch, position in the stream).')
+        else:
+            self.logger.warning(
+                f'train_sample_seeding: the train_dataloader is left as configured '
+                f'({why_not}): its random transforms use the worker / process streams '
+                f'of MMEngine, which a resume does not continue.')
+
+    def setup_env(self, env_cfg: Dict) -> None:
+        """MMEngine's set-up (distributed init, timestamp), then, for a training run,
+        the work-dir lock, before the log dir or anything else is written."""
+        super().setup_env(env_cfg)
+        self._work_dir_lock: Optional[WorkDirLock] = None
+        self._lock_warning: Optional[str] = None
+        if self._train_loop is None:  # evaluation may share a training run's dir
+            return
+        refusal = ''
+        if self._rank == 0:
+            lock = WorkDirLock(self.work_dir)
+            try:
+                self._lock_warning = lock.acquire()
+                self._work_dir_lock = lock
+            except WorkDirLocked as e:
+                refusal = str(e)
+        if self._world_size > 1:  # every process stops, not rank 0 alone
+            flag = torch.tensor([int(bool(refusal))])
+            broadcast(flag)
+            if flag.item() and not refusal:
+                refusal = (f'{self.work_dir} is used by another training run (rank 0 '
+                           f'names it).')
+        if refusal:
+            raise WorkDirLocked(refusal)
+
+    def train(self) -> torch.nn.Module:
+        """MMEngine's ``train``; the work-dir lock is released when it ends."""
+        if self._lock_warning:
+            self.logger.warning(self._lock_warning)
+        try:
+            return super().train()
+        finally:
+            if self._work_dir_lock is not None:
+                self._work_dir_lock.release()
+
     def load_or_resume(self) -> None:
-        if self._resume:
+        if self._resume and not self._has_loaded:
             if self._load_from is None:
                 path, skipped = find_latest_intact_checkpoint(self.work_dir)
                 for bad, reason in skipped:
@@ -167,12 +277,31 @@ class CheckedRunner(Runner):
                         f'Cannot resume from {self._load_from}: {reason}. Resume from '
                         f'another checkpoint, or with --resume and no path for the '
                         f'newest intact one in the work dir.')
-            self._warn_discarded_options(self._load_from)
+            if osp.isfile(self._load_from):
+                ckpt = torch.load(
+                    self._load_from, map_location='cpu', weights_only=True, mmap=True)
+                self._check_resumed_model(self._load_from, ckpt)
+                self._warn_discarded_options(self._load_from, ckpt.get('meta') or {})
         return super().load_or_resume()
 
-    def _warn_discarded_options(self, path: str) -> None:
-        meta = torch.load(
-            path, map_location='cpu', weights_only=True, mmap=True).get('meta', {})
+    def _check_resumed_model(self, path: str, ckpt: dict) -> None:
+        """Refuse a resume whose checkpoint is another model's (MMEngine would load
+        what fits, then fail on the optimizer's parameter groups, or train on)."""
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        problems = model_mismatch(model, ckpt.get('state_dict') or {})
+        if not problems:
+            return
+        here = osp.basename(self.cfg.filename) if self.cfg.filename else 'this config'
+        raise ValueError(
+            f'Cannot resume from {path}: it is not a checkpoint of this config\'s '
+            f'model. The checkpoint was trained with '
+            f'{describe_saved_config(ckpt.get("meta") or {})}; this run is {here} '
+            f'(model {type(model).__name__}). {". ".join(problems)}. Resume with the '
+            f'config the checkpoint was trained with, or start a new run in another '
+            f'work dir from its weights: --cfg-options load_from={path} without '
+            f'--resume (matching weights are loaded, the optimizer starts anew).')
+
+    def _warn_discarded_options(self, path: str, meta: dict) -> None:
         if not isinstance(meta.get('cfg'), str):
             return
         try:

@@ -18,7 +18,8 @@ def find_transforms(dataset, cls) -> list:
         seen.add(id(obj))
         pipeline = getattr(obj, 'pipeline', None)
         for t in getattr(pipeline, 'transforms', []) or []:
-            if isinstance(t, cls):
+            if isinstance(t, cls) and id(t) not in seen:  # a wrapper may forward
+                seen.add(id(t))  # its dataset's pipeline (SeededDataset)
                 found.append(t)
         stack.extend(getattr(obj, 'datasets', []) or [])
         stack.append(getattr(obj, 'dataset', None))

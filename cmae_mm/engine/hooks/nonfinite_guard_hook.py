@@ -111,6 +111,9 @@ class NonFiniteGuardHook(Hook):
                    f'{runner.epoch + 1}): ' + ', '.join(f'{k}={v:.6g}'
                                                         for k, v in terms.items()) +
                    f'; learning rate {lr}.')
+        if all(math.isfinite(v) for v in terms.values()):  # flagged by another rank
+            message = message.replace('Non-finite loss at',
+                                      'Non-finite loss on another process at', 1)
         updated = '' if self._skipped else ' The optimizer step was NOT skipped.'
         if self.action == 'stop' or self.consecutive > self.max_consecutive_skips:
             why = ('' if self.action == 'stop' else

@@ -21,7 +21,14 @@ class TargetUpdateHook(Hook):
 
     No update happens when no optimizer step did: between the steps of gradient
     accumulation (``optim_wrapper.accumulative_counts``), and in an iteration whose
-    step was skipped (message-hub info ``'optimizer_step_skipped'``).
+    step was skipped (message-hub info ``'optimizer_step_skipped'``, set by
+    :class:`NonFiniteGuardHook` for a non-finite loss). A step that float16's
+    ``GradScaler`` skips (finite loss, overflowing scaled gradients; the scale is
+    halved) is not marked: the target is updated towards the unchanged online
+    weights, as in both releases, whose EMA runs after every ``loss_scaler`` call
+    (ConMIM ``engine_for_pretraining.py``; CMAE ``MomentumUpdateHook`` with
+    MMEngine's ``AmpOptimWrapper``). The schedulers step as well (the iteration
+    counts), so the cosine momentum and learning rate stay on the releases' curve.
     Under mixed precision (``MixedPrecisionOptimWrapper``) the update runs outside
     autocast (which covers only the forward) on float32 parameters (autocast never
     casts parameters); the target's BatchNorm running statistics are float32

@@ -1,15 +1,20 @@
 """CMAE: Contrastive Masked Autoencoders (Huang et al., TPAMI 2024, arXiv
 2207.13532)."""
+import hashlib
+import logging
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
+from mmengine.dist import broadcast, get_rank, is_distributed
+from mmengine.logging import print_log
 from mmpretrain.models import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 
+from ...engine.randomness import derive_seed
 from ..utils import (MomentumTarget, autocast_disabled, check_target_update_hook,
-                     release_xavier_init, route_attention)
+                     release_xavier_init, route_attention, upcast_half)
 
 
 @MODELS.register_module()
@@ -39,10 +44,23 @@ class CMAE(BaseSelfSupervisor):
     in float32; ``loss_rc``'s MSE is float32 under autocast anyway (``mse_loss`` is on
     the CPU and CUDA float32 lists).
 
+    Masks: the ``d``-th mask draw of rank ``r`` uses a generator on the input's
+    device seeded with ``derive_seed(mask_seed, r, d)``
+    (:func:`~cmae_mm.engine.randomness.derive_seed`), so each rank draws its own
+    masks and a resumed run, on any number of ranks, continues the draws exactly.
+    ``mask_seed`` is rank 0's draw from the global RNG at construction (i.e. from the
+    run's seed), shared with the other ranks at the first draw (one broadcast);
+    ``d`` counts the calls of :meth:`loss` (the same on every rank). Both are
+    checkpointed as ``_extra_state`` (int64 ``[mask_seed, d]``), so no per-rank
+    state has to be saved and ``randomness.seed=None`` resumes exactly too. A
+    checkpoint of an older version holds one generator state (uint8, rank 0's):
+    it loads, with a logged warning, and the masks continue from a seed derived
+    from it. The masks differ from those of versions that drew from one
+    continuing CPU generator.
+
     Checkpoint keys: ``backbone.*`` (online encoder), ``target_encoder.module.0.*``
     (target encoder), ``target_encoder.module.1.*`` (target projector), and
-    ``_extra_state``: the state of the generator that draws the masks, so that a
-    resumed run draws the same masks as an uninterrupted one.
+    ``_extra_state`` (the mask seed and draw count above).
 
     Args:
         backbone (dict): Online encoder, :class:`CMAEViT`.
@@ -117,12 +135,12 @@ class CMAE(BaseSelfSupervisor):
         self.loss_ct_weight = loss_ct_weight
         self.target_cls = target_cls
         self.release_init = release_init
-        # Masks come from a generator of their own whose state is checkpointed
-        # (``_extra_state``); its seed comes from the global RNG, i.e. from the
-        # run's seed (and rank, with ``diff_rank_seed``).
-        self.mask_generator = torch.Generator()
-        self.mask_generator.manual_seed(
-            int(torch.randint(0, 2**62, (1, ), device='cpu')))
+        # mask seed from the global RNG (the run's seed); rank 0's is shared with
+        # the other ranks at the first draw (or set by a checkpoint)
+        self._mask_seed = int(torch.randint(0, 2**62, (1, ), device='cpu'))
+        self._mask_seed_shared = False
+        self.mask_draws = 0
+        self._mask_generators: Dict[str, torch.Generator] = {}
 
     # -- initialisation and the momentum target ---------------------------------
     def init_weights(self) -> None:
@@ -142,13 +160,65 @@ class CMAE(BaseSelfSupervisor):
         self.target_encoder.update_parameters(
             nn.Sequential(self.backbone, self.projector), cur_iter, max_iters)
 
-    # -- checkpointed mask generator ------------------------------------------
+    # -- masks: derived from (mask seed, rank, draw), checkpointed -------------
+    @property
+    def mask_seed(self) -> int:
+        """The run's mask seed, shared by all ranks (rank 0's, see the class doc)."""
+        if not self._mask_seed_shared:
+            if is_distributed():  # once: no collective at save time or per draw
+                seed = torch.tensor([self._mask_seed], dtype=torch.int64)
+                broadcast(seed, src=0)
+                self._mask_seed = int(seed.item())
+            self._mask_seed_shared = True
+        return self._mask_seed
+
+    def mask_draw_seed(self, draw: int, rank: Optional[int] = None) -> int:
+        """Seed of the ``draw``-th mask draw of ``rank`` (default: this rank)."""
+        return derive_seed(self.mask_seed, get_rank() if rank is None else rank, draw)
+
+    def next_mask_generator(self, device: torch.device) -> torch.Generator:
+        """The generator of the next mask draw, on ``device`` (host-side seeding, no
+        device synchronisation); counts the draw."""
+        seed = self.mask_draw_seed(self.mask_draws)
+        self.mask_draws += 1
+        key = str(device)
+        if key not in self._mask_generators:
+            self._mask_generators[key] = torch.Generator(device=device)
+        return self._mask_generators[key].manual_seed(seed)
+
+    @staticmethod
+    def mask_state(seed: int, draws: int = 0) -> torch.Tensor:
+        """The ``_extra_state`` tensor of a mask seed and draw count."""
+        return torch.tensor([seed, draws], dtype=torch.int64)
+
     def get_extra_state(self) -> torch.Tensor:
-        """The mask generator's state (uint8 tensor), saved with the weights."""
-        return self.mask_generator.get_state()
+        """int64 ``[mask_seed, mask_draws]``, saved with the weights."""
+        return self.mask_state(self._mask_seed, self.mask_draws)
 
     def set_extra_state(self, state: torch.Tensor) -> None:
-        self.mask_generator.set_state(state.cpu())
+        state = state.cpu()
+        if state.dtype == torch.int64 and state.shape == (2, ):
+            self._mask_seed, self.mask_draws = (int(v) for v in state)
+        elif state.dtype == torch.uint8:  # older versions: one CPU generator's state
+            digest = hashlib.blake2b(state.numpy().tobytes(), digest_size=8).digest()
+            self._mask_seed = int.from_bytes(digest, 'little') >> 2
+            self.mask_draws = 0
+            print_log(
+                'CMAE: the checkpoint\'s _extra_state is the single mask generator '
+                'state of an older cmae_mm (rank 0\'s only), which cannot give each '
+                'rank its own masks; the masks continue from a seed derived from it '
+                '(per rank and draw), not as that version would have drawn them.',
+                logger='current',
+                level=logging.WARNING)
+        else:
+            raise ValueError(
+                f'CMAE _extra_state must be the int64 [mask_seed, mask_draws] of '
+                f'this version (or an older uint8 generator state), got '
+                f'{state.dtype} of shape {tuple(state.shape)}: the checkpoint is not '
+                f'one of a cmae_mm CMAE. Delete its state_dict entry '
+                f"'_extra_state' to load the weights (the masks then follow this "
+                f"run's seed).")
+        self._mask_seed_shared = True
 
     # -- forward modes ----------------------------------------------------------
     def extract_feat(self, inputs: Union[torch.Tensor, List[torch.Tensor]]):
@@ -188,7 +258,8 @@ class CMAE(BaseSelfSupervisor):
         check_target_update_hook(self)
 
         # online branch: reconstruction
-        latent, mask, ids_restore = self.backbone(online, generator=self.mask_generator)
+        latent, mask, ids_restore = self.backbone(
+            online, generator=self.next_mask_generator(online.device))
         pred = self.neck(latent, ids_restore)  # (B, L, p*p*3)
         loss_rc = self.head.loss(pred, online, mask)
 
@@ -203,8 +274,9 @@ class CMAE(BaseSelfSupervisor):
                 [target_encoder.forward_target(target, use_cls=self.target_cls)])[0]
 
         # predictor, logits and cross-entropy in float32 under mixed precision
+        # (half inputs raised to float32; a float64 model stays float64)
         with autocast_disabled(query.device):
-            loss_ct = self.contrastive_head.loss(query.float(), key.float())
+            loss_ct = self.contrastive_head.loss(upcast_half(query), upcast_half(key))
         return dict(
             loss_rc=self.loss_rc_weight * loss_rc,
             loss_ct=self.loss_ct_weight * loss_ct)

@@ -75,8 +75,9 @@ class CMAEViT(MAEViT):
         Args:
             x (torch.Tensor): Patch tokens (B, L, C), L = h * w in raster order.
             mask_ratio (float): Fraction of units to mask.
-            generator (torch.Generator, optional): CPU generator of the mask
-                noise; None draws from the global RNG on ``x``'s device, as MAE.
+            generator (torch.Generator, optional): Generator of the mask noise, on
+                any device (the noise is drawn there, then moved to ``x``'s); None
+                draws from the global RNG on ``x``'s device, as MAE.
 
         Returns:
             Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -100,7 +101,7 @@ class CMAEViT(MAEViT):
             N,
             hu * wu,
             generator=generator,
-            device=None if generator is not None else x.device).to(x.device)
+            device=generator.device if generator is not None else x.device).to(x.device)
         noise = noise.view(N, hu, 1, wu, 1).expand(N, hu, u, wu, u)
         noise = noise.reshape(N, L)
         # stable sort: the patches of one unit stay together, so the first
@@ -127,8 +128,8 @@ class CMAEViT(MAEViT):
               ``(latent (B, 1 + L_vis, C) incl. cls, mask (B, L), ids_restore
               (B, L))`` as :class:`MAEViT`; None / False: the whole image through
               :class:`VisionTransformer` (``out_type``, final norm).
-            generator (torch.Generator, optional): CPU generator for the mask
-              noise; None uses the global RNG.
+            generator (torch.Generator, optional): Generator of the mask noise (on
+              any device); None uses the global RNG.
         """
         if mask is None or mask is False:
             return VisionTransformer.forward(self, x)

@@ -28,11 +28,16 @@ scikit-image. Reported per row:
 - achieved GFLOP/s = GFLOPs/image x images/s, and MFU = achieved / peak, where peak
   is the rate of an n x n matrix product (``--peak-size``, default 3072) in the
   row's dtype on the same device and threads, measured by this tool right before
-  the row (so a machine that slows down lowers both);
+  the row (so a machine that slows down lowers both); on a CPU, float32's rate where
+  that is higher (a CPU without native bf16 / fp16 matrix units, e.g. AVX2 only,
+  where a half-precision product runs 20-50x slower than a float32 one; the JSON
+  rows' ``peak_dtype`` says which);
 - peak memory during the timed iterations: on a GPU ``torch.cuda
   .max_memory_allocated``; on a CPU the process's peak resident set (``VmHWM``, reset
   through ``/proc/self/clear_refs`` before timing; it includes Python, the libraries
-  and the batch).
+  and the batch);
+- in the JSON rows also the last timed step's loss, the autocast dtype (``None``:
+  float32) and the loss scale after the steps (``None``: no ``GradScaler``).
 
 On a CPU the tool tunes glibc malloc as ``tools/train.py`` does
 (``cmae_mm/engine/cpu_allocator.py``; ``--default-malloc`` leaves it alone).
@@ -274,12 +279,14 @@ def profile_step(model, data: dict, optim_wrapper, device: str) -> dict:
              for e in top])
 
 
-def train_iteration(model, data: dict, optim_wrapper, device: str) -> None:
-    """What a Runner does per iteration, less data loading and logging."""
-    model.train_step(data, optim_wrapper)
+def train_iteration(model, data: dict, optim_wrapper, device: str) -> dict:
+    """What a Runner does per iteration, less data loading and logging; returns the
+    step's log variables (``model.train_step``'s, e.g. ``'loss'``)."""
+    log_vars = model.train_step(data, optim_wrapper)
     if hasattr(model, 'update_target'):  # TargetUpdateHook.after_train_iter
         model.update_target(0, 10**6)
     synchronize(device)
+    return log_vars
 
 
 def build_model(cfg, seed: int, device: str):
@@ -330,26 +337,39 @@ def benchmark_train(label: str, cfg, precision: str, args, files: list,
         t0 = time.perf_counter()
         train_iteration(model, data, optim_wrapper, device)
         compile_s = time.perf_counter() - t0
-    peak = matmul_peak(device, PEAK_DTYPES[precision], args.peak_size)
+    peak_dtype = PEAK_DTYPES[precision]
+    peak = matmul_peak(device, peak_dtype, args.peak_size)
+    if device == 'cpu' and peak_dtype != 'float32':
+        # a CPU without native bf16 / fp16 matrix units (e.g. AVX2 only) multiplies
+        # half-precision matrices far slower than float32 ones: its peak is float32's
+        fp32_peak = matmul_peak(device, 'float32', args.peak_size)
+        if fp32_peak > peak:
+            peak, peak_dtype = fp32_peak, 'float32'
     for _ in range(args.warmup):
         train_iteration(model, data, optim_wrapper, device)
     times = []
     with PeakMemory(device) as memory:
         for _ in range(args.iters):
             t0 = time.perf_counter()
-            train_iteration(model, data, optim_wrapper, device)
+            log_vars = train_iteration(model, data, optim_wrapper, device)
             times.append(time.perf_counter() - t0)
     sec = statistics.median(times)
     achieved = row['gflops_per_image'] * args.batch / sec
+    scaler = getattr(optim_wrapper, 'loss_scaler', None)  # float16: a GradScaler
+    autocast = getattr(optim_wrapper, 'cast_dtype', None)  # fp32: no autocast
     row.update(
         sec_per_iter=sec,
         times=times,
         images_per_s=args.batch / sec,
         achieved_gflops=achieved,
         peak_gflops=peak,
+        peak_dtype=peak_dtype,
         mfu=achieved / peak,
         peak_memory_gib=memory.peak / 2**30,
-        compile_s=compile_s)
+        compile_s=compile_s,
+        loss=float(log_vars['loss'].detach()),
+        autocast_dtype=None if autocast is None else str(autocast)[len('torch.'):],
+        loss_scale=None if scaler is None else float(scaler.get_scale()))
     if args.profile:
         row['profile'] = profile_step(model, data, optim_wrapper, device)
     return row
@@ -451,7 +471,7 @@ def print_train(rows: list, args, device: str) -> None:
     print(f'\n{device_name(device)} ({device}), torch {torch.__version__}, '
           f'{torch.get_num_threads()} threads, batch {args.batch}; median of '
           f'{args.iters} train steps after {args.warmup} warm-up; peak = '
-          f'{args.peak_size}^2 matmul in the same dtype'
+          f'{args.peak_size}^2 matmul in the same dtype (on a CPU float32 where faster)'
           f'{"; torch.compile" if args.compile else ""}')
     header = (f'{"config":58s} {"prec":4s} {"img/s":>7s} {"s/iter":>7s} '
               f'{"GFLOPs/img":>10s} {"GFLOP/s":>8s} {"peak":>7s} {"MFU":>6s} '

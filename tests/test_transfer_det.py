@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import cmae_mm  # noqa: F401
-from cmae_mm.testing import build_tiny_coco, run_subprocess
+from cmae_mm.testing import build_tiny_coco, det_tiny_options, run_subprocess
 from cmae_mm.transfer.weight_loading import (extract_encoder,
                                              load_checkpoint_weights_only)
 
@@ -29,68 +29,7 @@ ITERS = 10
 
 def shrink_options(ckpt, data_root, iters=ITERS, size=SIZE):
     """--cfg-options that make a configs/det recipe a tiny CPU run."""
-    s = f'({size},{size})'
-    opts = [
-        # tiny ViT (the demo configs' arch), global blocks 1 and 3, window 4 on an 8x8
-        # grid
-        'model.backbone.arch.embed_dims=192',
-        'model.backbone.arch.num_layers=4',
-        'model.backbone.arch.num_heads=3',
-        'model.backbone.arch.feedforward_channels=768',
-        'model.backbone.arch.global_attn_indexes=[1,3]',
-        f'model.backbone.img_size={size}',
-        'model.backbone.window_size=4',
-        f'model.backbone.init_cfg.checkpoint={ckpt}',
-        'model.neck.backbone_channel=192',
-        'model.neck.in_channels=[48,96,192,192]',
-        f'model.data_preprocessor.batch_augments.0.size={s}',
-        f'model.data_preprocessor.pad_size_divisor={size}',
-        # 64 pyramid / head channels (256 in the recipe) and fewer RoIs: the 4conv1fc
-        # and mask heads' convolutions are what costs on CPU
-        'model.neck.out_channels=64',
-        'model.rpn_head.in_channels=64',
-        'model.rpn_head.feat_channels=64',
-        'model.roi_head.bbox_roi_extractor.out_channels=64',
-        'model.roi_head.bbox_head.in_channels=64',
-        'model.roi_head.bbox_head.conv_out_channels=64',
-        'model.roi_head.bbox_head.fc_out_channels=256',
-        'model.roi_head.mask_roi_extractor.out_channels=64',
-        'model.roi_head.mask_head.in_channels=64',
-        'model.roi_head.mask_head.conv_out_channels=64',
-        'model.train_cfg.rcnn.sampler.num=64',
-        'model.train_cfg.rpn_proposal.nms_pre=200',
-        'model.train_cfg.rpn_proposal.max_per_img=64',
-        'model.test_cfg.rpn.nms_pre=200',
-        'model.test_cfg.rpn.max_per_img=50',
-        # a few iterations leave every class score near 1/81, under the recipe's 0.05
-        # threshold; keep all detections so that CocoMetric has results to score
-        'model.test_cfg.rcnn.score_thr=0.0',
-        # LSJ at SIZE instead of 1024
-        f'train_dataloader.dataset.pipeline.3.scale={s}',
-        f'train_dataloader.dataset.pipeline.4.crop_size={s}',
-        f'train_dataloader.dataset.pipeline.6.size={s}',
-        'train_dataloader.batch_size=2',
-        'train_dataloader.num_workers=0',
-        'train_dataloader.persistent_workers=False',
-        f'train_dataloader.dataset.data_root={data_root}',
-        f'train_cfg.max_iters={iters}',
-        f'train_cfg.val_interval={iters}',
-        'train_cfg.dynamic_intervals=None',
-        'default_hooks.logger.interval=1',
-        f'default_hooks.checkpoint.interval={iters}',
-        # one optimizer step per iteration (the recipe accumulates 2)
-        'optim_wrapper.accumulative_counts=1',
-    ]
-    for split in ('val', 'test'):
-        opts += [
-            f'{split}_dataloader.dataset.pipeline.1.scale={s}',
-            f'{split}_dataloader.num_workers=0',
-            f'{split}_dataloader.persistent_workers=False',
-            f'{split}_dataloader.dataset.data_root={data_root}',
-            f'{split}_evaluator.ann_file='
-            f'{data_root}/annotations/instances_val2017.json',
-        ]
-    return opts
+    return det_tiny_options(ckpt, data_root, iters=iters, size=size)
 
 
 def cfg_options_dict(opts):

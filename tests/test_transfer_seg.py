@@ -12,11 +12,12 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import cmae_mm  # noqa: F401
-from cmae_mm.testing import build_tiny_ade20k
+from cmae_mm.testing import build_tiny_ade20k, seg_tiny_options
+from cmae_mm.testing.transfer import SEG_CONFIG, TINY_VIT, as_cli
 from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
 
-TINY = dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768)
-SEG = 'configs/seg/cmae_vit-base-p16_upernet_8xb2-160k_ade20k-512x512.py'
+TINY = TINY_VIT
+SEG = SEG_CONFIG
 EXPECTED_ARCH = {
     'base': (768, 12, [3, 5, 7, 11]),
     'small': (384, 12, [3, 5, 7, 11]),
@@ -37,46 +38,7 @@ def ade_root(tmp_path_factory):
 
 
 def tiny_options(ckpt, data_root, iters=4):
-    opts = {f'model.backbone.arch.{k}': v for k, v in TINY.items()}
-    opts.update({
-        'model.backbone.img_size': [64, 64],
-        'model.backbone.out_indices': [0, 1, 2, 3],
-        'model.backbone.init_cfg.checkpoint': ckpt,
-        'model.data_preprocessor.size': [64, 64],
-        'model.neck.embed_dim': 192,
-        'model.decode_head.in_channels': [192] * 4,
-        'model.decode_head.channels': 32,
-        'model.auxiliary_head.in_channels': 192,
-        'model.auxiliary_head.channels': 16,
-        'model.test_cfg.crop_size': (64, 64),
-        'model.test_cfg.stride': (43, 43),
-        'train_cfg.max_iters': iters,
-        'train_cfg.val_interval': iters,
-        'default_hooks.checkpoint.interval': iters,
-        'default_hooks.logger.interval': 1,
-        'train_dataloader.batch_size': 2,
-        'train_dataloader.dataset.pipeline.2.scale': (320, 80),  # RandomResize
-        'train_dataloader.dataset.pipeline.3.crop_size': (64, 64),  # RandomCrop
-    })
-    for split in ('train', 'val', 'test'):
-        opts.update({
-            f'{split}_dataloader.dataset.data_root': data_root,
-            f'{split}_dataloader.num_workers': 0,
-            f'{split}_dataloader.persistent_workers': False
-        })
-    for split in ('val', 'test'):
-        opts[f'{split}_dataloader.dataset.pipeline.1.scale'] = (320, 80)  # Resize
-    return opts
-
-
-def as_cli(opts):
-    out = []
-    for k, v in opts.items():
-        if isinstance(v, (list, tuple)):  # DictAction: [a,b] -> list, (a,b) -> tuple
-            v = ('[{}]' if isinstance(v, list) else '({})').format(','.join(
-                map(str, v)))
-        out.append(f'{k}={v}')
-    return out
+    return seg_tiny_options(ckpt, data_root, iters=iters)
 
 
 def build_tiny_segmentor(repo_root, ckpt, data_root):

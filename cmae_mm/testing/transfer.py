@@ -114,6 +114,8 @@ def det_tiny_options(ckpt: str,
         'train_cfg.dynamic_intervals=None',
         'default_hooks.logger.interval=1',
         f'default_hooks.checkpoint.interval={iters}',
+        # one optimizer step per iteration (the recipe accumulates 2)
+        'optim_wrapper.accumulative_counts=1',
     ]
     for split in ('val', 'test'):
         opts += [

@@ -1,9 +1,8 @@
 # The 100-epoch ViTDet recipe (vitdet_mask-rcnn_cmae-vit-b_lsj-100e_coco.py) shortened
-# to
-# 25 epochs for quicker comparisons. EXTRAPOLATED, not a published schedule: iterations
-# and lr steps are the 100-epoch ones divided by 4 (steps still at epochs 22 and 24 of
-# 25,
-# i.e. 88% and 96% as in the 100-epoch recipe); everything else unchanged.
+# to 25 epochs for quicker comparisons. EXTRAPOLATED, not a published schedule:
+# iterations and lr steps are the 100-epoch ones divided by 4 (steps still at epochs
+# 22 and 24 of 25, i.e. 88% and 96% as in the 100-epoch recipe); everything else
+# unchanged.
 #   bash tools/dist_train.sh \
 #       configs/det/vitdet_mask-rcnn_cmae-vit-b_lsj-25e_coco.py 8 --cfg-options \
 #       model.backbone.init_cfg.checkpoint=work_dirs/cmae_vit-b/epoch_1600.pth

@@ -78,7 +78,8 @@ if [[ "$MMCV_OPS" == cuda && -z "$BUILD_CUDA_HOME" ]]; then
   log "    no nvcc matching torch's CUDA $TORCH_CUDA: installing NVIDIA's compiler packages"
   log "    from PyPI into the venv: $PIP_CUDA_PACKAGES"
   # shellcheck disable=SC2086  # the package list is split on purpose
-  if PIP_OUT=$("${PIP[@]}" -q "${CONSTRAINTS[@]}" $PIP_CUDA_PACKAGES 2>&1); then
+  if PIP_OUT=$("${PIP[@]}" -q "${CONSTRAINTS[@]}" -c "$REPO/requirements/cuda_compiler.txt" \
+      $PIP_CUDA_PACKAGES 2>&1); then
     BUILD_CUDA_HOME=$("${CUDA_ENV[@]}" pip-cuda-home "$VENV/cuda-$TORCH_CUDA") || BUILD_CUDA_HOME=
   else
     "${CUDA_ENV[@]}" no-compiler-message "pip install failed: $(tail -1 <<<"$PIP_OUT")" || true

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's test command (what CI runs): bootstraps the environment when it is
-# missing (first time ~15 min, mostly the mmcv build; later seconds), runs the lint
+# The README's test command (what CI runs): bootstraps the full environment when it is
+# missing or is only the demo's (tools/setup_env.sh's default profile: MMCV with compiled
+# ops, all extras; first time ~15 min, mostly the mmcv build; later seconds), runs the lint
 # (tools/lint.sh: flake8, isort, yapf), then the whole test suite.
 #   bash tools/run_tests.sh [PYTEST_ARGS...]     e.g. -m "not e2e" for the fast subset
 set -euo pipefail

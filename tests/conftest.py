@@ -9,6 +9,16 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PYTHON = sys.executable
 
 
+@pytest.fixture(scope='session', autouse=True)
+def weights_only_allow_list() -> None:
+    """Tests read MMEngine checkpoints with ``torch.load`` as a user's script would, so
+    like one they install cmae_mm's weights-only allow-list first (importing cmae_mm
+    does not; docs/checkpoints.md). What happens without it is tested in fresh
+    processes (tests/test_checkpoint_home.py)."""
+    from cmae_mm.engine.checkpoint import allow_mmengine_checkpoint_globals
+    allow_mmengine_checkpoint_globals()
+
+
 @pytest.fixture(scope='session')
 def repo_root() -> str:
     return REPO_ROOT

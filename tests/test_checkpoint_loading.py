@@ -249,7 +249,7 @@ def test_real_conmim_checkpoint_into_cls_and_seg(repo_root, run_env, photo_folde
     relative position tables expanded per block (and resized for segmentation)."""
     from mmseg.registry import MODELS as SEG_MODELS
 
-    from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
+    from cmae_mm.engine.checkpoint import load_checkpoint_weights_only
     work = str(tmp_path / 'conmim')
     run_subprocess([
         'tools/train.py', 'configs/pretrain/conmim_vit-tiny-p16_1xb8-20e_demo.py',

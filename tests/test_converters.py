@@ -18,9 +18,9 @@ import cmae_mm  # noqa: F401
 from cmae_mm.converters.encoders import (check_encoder, convert_beit_official,
                                          convert_cmae_official, convert_mae_official,
                                          fix_bgr_patch_embed)
+from cmae_mm.engine.checkpoint import load_checkpoint_weights_only
 from cmae_mm.testing import run_subprocess
-from cmae_mm.transfer.weight_loading import (load_checkpoint_weights_only,
-                                             load_pretrained_encoder)
+from cmae_mm.transfer.weight_loading import load_pretrained_encoder
 
 D, L, FF, P = 192, 2, 768, 16  # tiny ViT: width, depth, mlp width, patch
 N = 14 * 14

@@ -96,7 +96,7 @@ def test_atomic_write_survives_a_kill(tmp_path, run_env):
     code = '''
 import sys
 from mmengine.fileio import LocalBackend
-import cmae_mm.engine.checkpoint as c
+import cmae_mm.engine.checkpoint_saving as c
 backend = c.AtomicLocalBackend() if sys.argv[2] == 'atomic' else LocalBackend()
 print('start', flush=True)
 backend.put(b'x' * (400 << 20), sys.argv[1])
@@ -317,8 +317,8 @@ def test_inconsistent_options_fail_naming_them(run_tool, photo_folder, tmp_path,
 # ------------------------------------------------------------ checkpoint inputs
 @pytest.mark.e2e  # uses the session's real tiny pretraining checkpoint
 def test_not_a_checkpoint_and_non_finite_encoder(tmp_path, cmae_pretrain_ckpt):
-    from cmae_mm.transfer.weight_loading import (load_checkpoint_file,
-                                                 load_pretrained_encoder)
+    from cmae_mm.engine.checkpoint import load_checkpoint_file
+    from cmae_mm.transfer.weight_loading import load_pretrained_encoder
     random_file = tmp_path / 'random.pth'
     random_file.write_bytes(os.urandom(4096))
     with pytest.raises(ValueError, match='not a PyTorch checkpoint: .*random.pth'):

@@ -132,10 +132,12 @@ def test_resume_with_weights_only_loading(tiny_cls_root, tmp_path, repo_root, ru
 def test_weights_only_allow_list_is_exact():
     from mmengine.logging import HistoryBuffer
 
-    import cmae_mm.engine.compat as compat
+    from cmae_mm.engine.checkpoint import (MMENGINE_CHECKPOINT_GLOBALS,
+                                           allow_mmengine_checkpoint_globals)
+    allow_mmengine_checkpoint_globals()
     safe = torch.serialization.get_safe_globals()
     assert HistoryBuffer in safe
-    assert set(compat.MMENGINE_CHECKPOINT_GLOBALS) <= set(safe)
+    assert set(MMENGINE_CHECKPOINT_GLOBALS) <= set(safe)
     assert os.environ.get('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD') in (None, '0', '')
 
 
@@ -143,7 +145,8 @@ def test_weights_only_still_refuses_arbitrary_getattr(tmp_path):
     """The allow-list maps `getattr` to HistoryBuffer's statistics methods only."""
     from mmengine.logging import HistoryBuffer
 
-    import cmae_mm.engine.compat  # noqa: F401
+    from cmae_mm.engine.checkpoint import allow_mmengine_checkpoint_globals
+    allow_mmengine_checkpoint_globals()
 
     class Evil:
 

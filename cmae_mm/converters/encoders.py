@@ -32,7 +32,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..transfer.weight_loading import ENCODER_PREFIXES, load_state_dict_checked
+from ..engine.checkpoint import ENCODER_PREFIXES, load_state_dict_checked
 
 StateDict = Dict[str, torch.Tensor]
 IMAGENET_RGB_MEAN = (123.675, 116.28, 103.53)

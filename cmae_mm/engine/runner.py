@@ -12,7 +12,9 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from .checkpoint import find_latest_intact_checkpoint, verify_checkpoint
+from .checkpoint import (allow_mmengine_checkpoint_globals,
+                         find_latest_intact_checkpoint, load_checkpoint_file,
+                         verify_checkpoint)
 from .randomness import seed_train_samples
 from .work_dir_lock import WorkDirLock, WorkDirLocked
 
@@ -193,6 +195,10 @@ class CheckedRunner(Runner):
       draws are derived from (seed, rank, epoch, position), so a resume continues
       them exactly (:func:`~cmae_mm.engine.randomness.seed_train_samples`).
 
+    - Checkpoints are read weights-only: the allow-list of
+      :func:`~cmae_mm.engine.checkpoint.allow_mmengine_checkpoint_globals` is
+      installed before MMEngine loads or resumes one.
+
     ``tools/train.py`` uses it; configs may name it with ``runner_type``.
     """
 
@@ -257,6 +263,8 @@ class CheckedRunner(Runner):
                 self._work_dir_lock.release()
 
     def load_or_resume(self) -> None:
+        """MMEngine's ``load_or_resume`` (``train``, ``val`` and ``test`` call it),
+        with the resume checks above."""
         if self._resume and not self._has_loaded:
             if self._load_from is None:
                 path, skipped = find_latest_intact_checkpoint(self.work_dir)
@@ -278,11 +286,20 @@ class CheckedRunner(Runner):
                         f'another checkpoint, or with --resume and no path for the '
                         f'newest intact one in the work dir.')
             if osp.isfile(self._load_from):
-                ckpt = torch.load(
-                    self._load_from, map_location='cpu', weights_only=True, mmap=True)
+                ckpt = load_checkpoint_file(self._load_from, mmap=True)
                 self._check_resumed_model(self._load_from, ckpt)
                 self._warn_discarded_options(self._load_from, ckpt.get('meta') or {})
         return super().load_or_resume()
+
+    def load_checkpoint(self, filename: str, *args, **kwargs) -> dict:
+        """MMEngine's ``load_checkpoint``, with the weights-only allow-list."""
+        allow_mmengine_checkpoint_globals()
+        return super().load_checkpoint(filename, *args, **kwargs)
+
+    def resume(self, filename: str, *args, **kwargs) -> None:
+        """MMEngine's ``resume``, with the weights-only allow-list."""
+        allow_mmengine_checkpoint_globals()
+        return super().resume(filename, *args, **kwargs)
 
     def _check_resumed_model(self, path: str, ckpt: dict) -> None:
         """Refuse a resume whose checkpoint is another model's (MMEngine would load

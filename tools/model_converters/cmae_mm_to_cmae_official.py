@@ -17,7 +17,7 @@ import argparse
 import torch
 
 from cmae_mm.converters.full import cmae_mm_to_cmae_official
-from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
+from cmae_mm.engine.checkpoint import load_checkpoint_weights_only
 
 
 def main() -> None:

@@ -35,8 +35,7 @@ import torch
 from cmae_mm.converters.encoders import (check_encoder, convert_cmae_official,
                                          save_encoders)
 from cmae_mm.converters.full import build_pretraining_model, cmae_official_to_cmae_mm
-from cmae_mm.transfer.weight_loading import (load_checkpoint_file,
-                                             load_checkpoint_weights_only)
+from cmae_mm.engine.checkpoint import load_checkpoint_file, load_checkpoint_weights_only
 
 
 def convert_full(args) -> None:

@@ -15,7 +15,7 @@ import argparse
 
 from cmae_mm.converters.encoders import (check_encoder, convert_beit_official,
                                          save_encoders)
-from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
+from cmae_mm.engine.checkpoint import load_checkpoint_weights_only
 
 
 def main() -> None:

@@ -14,8 +14,7 @@ unexpected ones are reported. The input is read weights-only.
 import argparse
 
 from cmae_mm.converters.encoders import check_encoder, save_encoders
-from cmae_mm.transfer.weight_loading import (extract_encoder,
-                                             load_checkpoint_weights_only)
+from cmae_mm.engine.checkpoint import extract_encoder, load_checkpoint_weights_only
 
 
 def main() -> None:

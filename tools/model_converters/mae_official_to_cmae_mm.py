@@ -28,7 +28,7 @@ from cmae_mm.converters.encoders import (check_encoder, convert_mae_official,
                                          save_encoders)
 from cmae_mm.converters.full import (build_pretraining_model, cmae_from_mae,
                                      mae_official_to_mae_mm)
-from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
+from cmae_mm.engine.checkpoint import load_checkpoint_weights_only
 
 MAE_CONFIG = 'configs/pretrain/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'
 

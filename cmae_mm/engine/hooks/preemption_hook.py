@@ -13,7 +13,7 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
-from ..checkpoint import atomic_write
+from ..checkpoint_saving import atomic_write
 
 #: exit status of a run stopped by a signal after saving its checkpoint (as GNU
 #: ``timeout``'s "time ran out"); distinct from 128 + 15 = 143, a run killed by

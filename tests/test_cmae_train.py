@@ -154,8 +154,8 @@ def test_tiny_config_trains_and_losses_fall(full_run):
 
 def test_resume_equals_uninterrupted_run(full_run, tmp_path, repo_root, run_env,
                                          photo_folder):
-    import cmae_mm  # noqa: F401  (allow-lists MMEngine's checkpoint globals)
-    from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
+    import cmae_mm  # noqa: F401
+    from cmae_mm.engine.checkpoint import load_checkpoint_weights_only
     resumed = tmp_path / 'resumed'
     # a run interrupted after iteration 10, resumed with --resume up to 20
     _train(

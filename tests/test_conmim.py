@@ -298,7 +298,7 @@ def test_loss_has_no_side_effect_on_the_target(tiny_cfg):
 def test_checkpoint_keys_load_into_downstream_beit(tiny_cfg, tmp_path):
     from mmpretrain.models import BEiTViT
 
-    from cmae_mm.transfer.weight_loading import extract_encoder, load_state_dict_checked
+    from cmae_mm.engine.checkpoint import extract_encoder, load_state_dict_checked
     _set_max_iters(10)
     model = _model(tiny_cfg)
     views, samples = _batch(seed=5)

@@ -359,7 +359,7 @@ def test_tiny_vitdet_trains_with_the_forced_fallback(cmae_pretrain_ckpt, photos,
     from cmae_mm.testing import build_tiny_coco, det_tiny_options
     coco = build_tiny_coco(str(tmp_path / 'coco'), photos=photos)
     config = osp.join(REPO, 'configs', 'det',
-                      'vitdet_mask-rcnn_cmae-vit-b_lsj-100e_coco.py')
+                      'cmae_vit-base-p16_vitdet-mask-rcnn_8xb4-amp-lsj-100e_coco.py')
     argv = [
         'tools/train.py', config, '--work-dir',
         str(tmp_path / 'work'), '--cfg-options',

@@ -139,8 +139,13 @@ def test_study_configs_build_and_train_one_step(registry, tiny_fmnist, method):
     assert DATASETS.build(val).test_mode and len(DATASETS.build(val)) == 90
 
 
-def test_prepare_fashion_mnist_names_the_fix_when_data_is_missing(tmp_path):
-    from cmae_mm.datasets.fashion_mnist import prepare_fashion_mnist
+def test_prepare_fashion_mnist_names_the_fix_when_data_is_missing(tmp_path, repo_root):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'fashion_mnist_data', osp.join(repo_root, 'tools/study/fashion_mnist_data.py'))
+    data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(data)
+    prepare_fashion_mnist = data.prepare_fashion_mnist
     with pytest.raises(
             FileNotFoundError, match='apt-get install dataset-fashion-mnist'):
         prepare_fashion_mnist(

@@ -1,8 +1,13 @@
 """A run meant for GPUs stops at launch when CUDA is unusable, naming cause and fix
 (cmae_mm/engine/cuda_check.py). GPU conditions are simulated as CudaFacts; the probe,
-prepare_launch and tools/train.py run for real on this GPU-less machine."""
+prepare_launch and tools/train.py run for real on this GPU-less machine. A config
+whose optional framework does not import stops naming the extra
+(cmae_mm/engine/frameworks.py)."""
 import glob
+import importlib
+import importlib.metadata as metadata
 import os.path as osp
+import sys
 
 import pytest
 import torch
@@ -11,7 +16,8 @@ from mmengine.config import Config
 from cmae_mm.engine.cuda_check import (CudaFacts, CudaUnusableError, diagnose,
                                        gpu_reasons, probe_cuda, requested_device)
 from cmae_mm.engine.cuda_env import nvidia_gpus
-from cmae_mm.engine.launch import prepare_launch
+from cmae_mm.engine.frameworks import OPTIONAL_FRAMEWORKS, missing_framework_error
+from cmae_mm.engine.launch import check_framework, prepare_launch
 
 #: torch 2.14.1+cu130's torch.cuda.get_arch_list()
 CU130_ARCHES = ('sm_75', 'sm_80', 'sm_86', 'sm_90', 'sm_100', 'sm_120')
@@ -171,3 +177,38 @@ def test_environment_variable_names_are_documented(repo_root):
     docs = open(osp.join(repo_root, 'docs', 'training.md')).read()
     for name in ('--device cuda', '--device cpu', 'CMAE_MM_DEVICE'):
         assert name in docs
+
+
+@pytest.mark.parametrize('module', sorted(OPTIONAL_FRAMEWORKS))
+def test_config_of_a_missing_framework_stops_naming_the_extra(module, monkeypatch):
+    """check_framework and the transfer placeholders name the same extra, from the
+    one table; with the framework installed the check passes."""
+    title, extra = OPTIONAL_FRAMEWORKS[module].title, OPTIONAL_FRAMEWORKS[module].extra
+    cfg = Config(dict(default_scope=module))
+    check_framework(cfg)  # installed here
+    check_framework(Config(dict(default_scope='mmpretrain')))  # not optional
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now fails
+    with pytest.raises(ImportError) as err:
+        check_framework(cfg)
+    hint = f"Install the extra: pip install 'cmae_mm[{extra}]'"
+    assert str(err.value).startswith(
+        f"This is an {title} config (default_scope='{module}') but {module} cannot be "
+        f'imported (ModuleNotFoundError: import of {module} halted')
+    assert hint in str(err.value)
+    placeholder = missing_framework_error('Thing', module, 'ImportError: gone')
+    assert str(placeholder).startswith(
+        f'Thing needs {module}, which cannot be imported here (ImportError: gone). '
+        f'{hint}')
+
+
+def test_optional_frameworks_table_matches_the_package():
+    """Every extra of the table is declared by the installed package, serves the
+    transfer subpackage of its name, and every placeholder name is a module that
+    subpackage registers into the framework's registry."""
+    extras = set(metadata.metadata('cmae_mm').get_all('Provides-Extra'))
+    for module, framework in OPTIONAL_FRAMEWORKS.items():
+        assert framework.extra in extras, (module, framework.extra, extras)
+        importlib.import_module(f'cmae_mm.transfer.{framework.extra}')
+        registry = importlib.import_module(f'{module}.registry').MODELS
+        for name in framework.placeholders:
+            assert name in registry.module_dict, (module, name)

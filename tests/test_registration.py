@@ -27,6 +27,15 @@ EXPECTED = {
     ('mmengine', 'OPTIM_WRAPPERS'): ['MixedPrecisionOptimWrapper'],
     ('mmengine', 'WEIGHT_INITIALIZERS'): ['PretrainedEncoder'],
     ('mmengine', 'MODEL_WRAPPERS'): ['CPUDistributedDataParallel'],
+    ('mmengine', 'DATASETS'): ['SeededDataset'],
+    ('mmengine', 'DATA_SAMPLERS'): ['SeededSampler'],
+}
+#: README's registry column -> the framework's package
+FRAMEWORKS = {
+    'MMEngine': 'mmengine',
+    'MMPretrain': 'mmpretrain',
+    'MMSeg': 'mmseg',
+    'MMDet': 'mmdet'
 }
 
 
@@ -79,6 +88,85 @@ def test_every_cmae_mm_registration_is_expected():
                 found.add((package, registry, name))
     expected = {(p, r, n) for (p, r), names in EXPECTED.items() for n in names}
     assert found == expected
+
+
+def _all_registries():
+    """Every registry of the four frameworks, once each, as ``(package, NAME)``
+    (``NAME`` as the package's ``registry`` module spells it; MMPretrain's and
+    MMDet's ``MMENGINE_*`` aliases of MMEngine's root registries are skipped)."""
+    from mmengine.registry import Registry
+    seen, out = set(), {}
+    for package in FRAMEWORKS.values():
+        module = _registry_module(package)
+        for attr in sorted(dir(module)):
+            reg = getattr(module, attr)
+            if (isinstance(reg, Registry) and not attr.startswith('MMENGINE_')
+                    and id(reg) not in seen):
+                seen.add(id(reg))
+                out[(package, attr)] = reg
+    return out
+
+
+def _registry_module(package: str):
+    import importlib
+    return importlib.import_module(f'{package}.registry')
+
+
+def _readme_table(repo_root):
+    """``{(package, REGISTRY, name): module}`` from README's registry table."""
+    import os.path as osp
+    import re
+    text = open(osp.join(repo_root, 'README.md')).read()
+    head = '| name | registry | module | what |'
+    assert head in text, f'README.md has no registry table headed {head!r}'
+    rows = {}
+    for line in text[text.index(head):].splitlines()[2:]:
+        if not line.startswith('|'):
+            break
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        name, registry, module = (c.strip('`') for c in cells[:3])
+        framework, reg = registry.split()
+        assert framework in FRAMEWORKS, (line, f'framework one of {list(FRAMEWORKS)}')
+        assert re.fullmatch(r'[\w.]+', module), line
+        key = (FRAMEWORKS[framework], reg, name)
+        assert key not in rows, f'README.md registry table: {key} twice'
+        rows[key] = module
+    return rows
+
+
+def test_readme_registry_table_lists_every_registration(repo_root):
+    """Every module registered by cmae_mm (its class defined under ``cmae_mm.``) in
+    any registry of MMEngine, MMPretrain, MMSeg or MMDet has its row in README.md's
+    table, and every row names a module registered there, defined in (or under) the
+    module the row says."""
+    import cmae_mm  # noqa: F401
+    registries = _all_registries()
+    found = {
+        (package, attr, name): obj.__module__
+        for (package, attr), reg in registries.items()
+        for name, obj in reg.module_dict.items()
+        if getattr(obj, '__module__', '').startswith('cmae_mm.')
+    }
+    assert len(found) >= len({(p, r, n)
+                              for (p, r), names in EXPECTED.items()
+                              for n in names})
+    table = _readme_table(repo_root)
+    labels = {v: k for k, v in FRAMEWORKS.items()}
+    missing = [
+        f'| `{n}` | {labels[p]} {r} | `{m}` | ... |'
+        for (p, r, n), m in sorted(found.items()) if (p, r, n) not in table
+    ]
+    assert not missing, ('registered by cmae_mm but not in README.md\'s registry '
+                         'table; add the rows:\n' + '\n'.join(missing))
+    for (package, attr, name), module in table.items():
+        reg = registries.get((package, attr))
+        assert reg is not None, f'README row {name}: no registry {package}.{attr}'
+        obj = reg.module_dict.get(name)
+        assert obj is not None, (f'README row {name}: not registered in '
+                                 f'{package}.registry.{attr}; delete the row')
+        where = obj.__module__
+        assert where == module or where.startswith(module + '.'), (
+            f'README row {name}: defined in {where}, the row says {module}')
 
 
 @pytest.mark.e2e

@@ -16,8 +16,9 @@ from mmpretrain.models.backbones.vit_sam import Attention, TransformerEncoderLay
 from mmpretrain.models.utils.attention import BEiTAttention
 
 import cmae_mm  # noqa: F401  (registers the modules)
-from cmae_mm.models.backbones.conmim_vit import BEiTAttentionSDPA, ConMIMViT
-from cmae_mm.transfer.cls.vit import TransferBEiTViT
+from cmae_mm.models.backbones import ConMIMViT
+from cmae_mm.models.utils import BEiTAttentionSDPA
+from cmae_mm.transfer.backbones import TransferBEiTViT
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -248,6 +249,6 @@ def test_configs_use_the_sdpa_path():
                  'cls/conmim_vit-small-p16_8xb128-coslr-100e_in1k.py',
                  'cls/conmim_vit-large-p16_8xb128-coslr-100e_in1k.py',
                  'seg/conmim_vit-base-p16_upernet_8xb2-160k_ade20k-512x512.py',
-                 '_base_/det/mask-rcnn_vitdet.py'):
+                 '_base_/models/mask-rcnn_vit-base-p16_vitdet.py'):
         backbone = Config.fromfile(osp.join(REPO, 'configs', name)).model.backbone
         assert backbone.use_sdpa is True, name

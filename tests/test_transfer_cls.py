@@ -11,8 +11,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import cmae_mm  # noqa: F401
+from cmae_mm.engine.checkpoint import load_checkpoint_weights_only
 from cmae_mm.testing import build_tiny_imagenet
-from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
 
 TINY = dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768)
 FINETUNE = 'configs/cls/cmae_vit-base-p16_8xb128-coslr-100e_in1k.py'
@@ -99,7 +99,7 @@ def test_recipe_numbers():
     lr = {
         name: Config.fromfile(osp.join(root, 'configs/cls', name)).optim_wrapper
         for name in ('cmae_vit-base-p16_8xb128-coslr-100e_in1k.py',
-                     'cmae_vit-base-p16_8xb128-coslr-100e_in1k_pt1600e.py',
+                     'cmae_vit-base-p16_8xb128-lr2.5e-4-coslr-100e_in1k.py',
                      'conmim_vit-base-p16_8xb128-coslr-100e_in1k.py',
                      'cmae_vit-base-p16_8xb2048-linear-coslr-90e_in1k.py')
     }

@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 
 import cmae_mm  # noqa: F401
+from cmae_mm.engine.checkpoint import extract_encoder, load_checkpoint_weights_only
 from cmae_mm.testing import build_tiny_coco, det_tiny_options, run_subprocess
-from cmae_mm.transfer.weight_loading import (extract_encoder,
-                                             load_checkpoint_weights_only)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DET_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'det', '*.py')))

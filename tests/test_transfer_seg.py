@@ -12,9 +12,9 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import cmae_mm  # noqa: F401
+from cmae_mm.engine.checkpoint import load_checkpoint_weights_only
 from cmae_mm.testing import build_tiny_ade20k, seg_tiny_options
 from cmae_mm.testing.transfer import SEG_CONFIG, TINY_VIT, as_cli
-from cmae_mm.transfer.weight_loading import load_checkpoint_weights_only
 
 TINY = TINY_VIT
 SEG = SEG_CONFIG

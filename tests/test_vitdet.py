@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import cmae_mm  # noqa: F401  (registers the modules)
+from cmae_mm.engine.checkpoint import extract_encoder, load_state_dict_checked
 from cmae_mm.transfer.det.vitdet import ViTDet, ViTDetLayer
-from cmae_mm.transfer.weight_loading import extract_encoder, load_state_dict_checked
 
 TINY = dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768)
 GLOBAL = [1, 3]

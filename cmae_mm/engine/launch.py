@@ -22,6 +22,7 @@ from mmengine.registry import MODEL_WRAPPERS
 
 from .cpu_allocator import keep_freed_memory
 from .cuda_check import check_cuda
+from .frameworks import OPTIONAL_FRAMEWORKS, framework_import_error, install_hint
 
 
 @MODEL_WRAPPERS.register_module()
@@ -75,30 +76,22 @@ def _init_cpu_process_group(launcher: str, backend: str) -> None:
         world_size=int(os.environ['WORLD_SIZE']))
 
 
-#: default_scope -> (what the config is, the cmae_mm extra that installs it)
-SCOPE_EXTRAS = {
-    'mmseg': ('an MMSegmentation', 'seg'),
-    'mmdet': ('an MMDetection', 'det'),
-}
-
-
 def check_framework(cfg: Config) -> None:
     """Fail early, naming the extra to install, when the config's framework is missing.
 
+    The frameworks are those of :data:`~cmae_mm.engine.frameworks.OPTIONAL_FRAMEWORKS`.
     Without this, MMEngine falls back to its root registry and the first model type
     fails with "... is not in the mmengine::model registry".
     """
     scope = cfg.get('default_scope')
-    if scope not in SCOPE_EXTRAS:
+    if scope not in OPTIONAL_FRAMEWORKS:
         return
-    try:
-        __import__(scope)
-    except Exception as e:
-        what, extra = SCOPE_EXTRAS[scope]
+    error = framework_import_error(scope)
+    if error is not None:
         raise ImportError(
-            f'This is {what} config (default_scope={scope!r}) but {scope} cannot be '
-            f"imported ({type(e).__name__}: {e}). Install the extra: pip install "
-            f"'cmae_mm[{extra}]' (or pip install -e '.[{extra}]' in a clone).") from e
+            f'This is an {OPTIONAL_FRAMEWORKS[scope].title} config '
+            f'(default_scope={scope!r}) but {scope} cannot be imported '
+            f'({type(error).__name__}: {error}). {install_hint(scope)}') from error
 
 
 def use_cpu_device() -> None:

@@ -29,8 +29,10 @@ import time
 
 import numpy as np
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+HERE = osp.dirname(osp.abspath(__file__))
+REPO = osp.dirname(osp.dirname(HERE))
 sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)  # fashion_mnist_data, also when loaded as a module
 CONFIGS = {
     m:
     osp.join(REPO, 'configs', 'study',
@@ -256,7 +258,7 @@ def plot(work_dir: str, results: dict, methods: list) -> None:
 def main() -> None:
     os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
     args = parse_args()
-    from cmae_mm.datasets.fashion_mnist import prepare_fashion_mnist
+    from fashion_mnist_data import prepare_fashion_mnist  # tools/study/, beside
     work_dir = osp.abspath(args.work_dir)
     os.makedirs(work_dir, exist_ok=True)
     state_path = osp.join(work_dir, 'state.json')

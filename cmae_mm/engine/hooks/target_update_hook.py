@@ -33,8 +33,16 @@ class TargetUpdateHook(Hook):
     autocast (which covers only the forward) on float32 parameters (autocast never
     casts parameters); the target's BatchNorm running statistics are float32
     buffers, updated by its forward.
-    The pretraining configs list it in ``custom_hooks``; CMAE and ConMIM refuse to
-    train in a Runner without it.
+    The pretraining configs list it in ``custom_hooks``.
+
+    The model's side is the API of
+    :class:`~cmae_mm.models.utils.MomentumTargetSelfSupervisor` (CMAE, ConMIM and
+    any algorithm built on it): ``before_train`` sets its
+    ``target_update_hook_registered`` (without it, its ``forward(mode='loss')``
+    refuses to train in a Runner) and ``after_train_iter`` calls its
+    ``update_target(cur_iter, max_iters)``. The hook checks that protocol, not the
+    class (engine does not import models), so any module with ``update_target``
+    works with it.
     """
 
     priority = 'ABOVE_NORMAL'  # before checkpoint and logging hooks
@@ -46,11 +54,12 @@ class TargetUpdateHook(Hook):
 
     def before_train(self, runner) -> None:
         model = self._model(runner)
-        if not hasattr(model, 'update_target'):
+        if not callable(getattr(model, 'update_target', None)):
             raise TypeError(
                 f'TargetUpdateHook needs a model with a momentum target '
-                f'(update_target), e.g. CMAE or ConMIM; got {type(model).__name__}. '
-                f'Remove the hook from custom_hooks.')
+                f'(update_target(cur_iter, max_iters), as MomentumTargetSelfSupervisor '
+                f'and its subclasses CMAE and ConMIM have); got '
+                f'{type(model).__name__}. Remove the hook from custom_hooks.')
         model.target_update_hook_registered = True
 
     def after_train_iter(self,

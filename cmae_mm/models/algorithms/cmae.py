@@ -2,23 +2,21 @@
 2207.13532)."""
 import hashlib
 import logging
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 from mmengine.dist import broadcast, get_rank, is_distributed
 from mmengine.logging import print_log
-from mmpretrain.models import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
-from torch import nn
 
 from ...engine.randomness import derive_seed
-from ..utils import (MomentumTarget, autocast_disabled, check_target_update_hook,
+from ..utils import (MomentumTargetSelfSupervisor, autocast_disabled,
                      release_xavier_init, route_attention, upcast_half)
 
 
 @MODELS.register_module()
-class CMAE(BaseSelfSupervisor):
+class CMAE(MomentumTargetSelfSupervisor):
     """CMAE pretraining: a masked autoencoder plus a contrastive branch.
 
     Online branch (trained by gradient), on the online view:
@@ -36,7 +34,9 @@ class CMAE(BaseSelfSupervisor):
     As released, it starts as a copy of the online modules (:meth:`init_weights`)
     and :class:`~cmae_mm.engine.hooks.TargetUpdateHook` updates its parameters after
     each optimizer step, ``theta_t <- m theta_t + (1 - m) theta_s``
-    (:meth:`update_target`);
+    (:meth:`update_target`); all of this is
+    :class:`~cmae_mm.models.utils.MomentumTargetSelfSupervisor`'s, with
+    ``target_modules = ('backbone', 'projector')``.
     ``loss()`` has no side effect. Decoders and predictor have no copy.
 
     Mixed precision (:class:`~cmae_mm.engine.optimizers.MixedPrecisionOptimWrapper`):
@@ -90,6 +90,8 @@ class CMAE(BaseSelfSupervisor):
     #: the projector and predictor normalise with BatchNorm over the per-GPU batch:
     #: training needs at least two samples per GPU (checked by CheckedRunner)
     min_batch_size = 2
+    #: the target tracks the encoder and the projector (release ``CMAE.__init__``)
+    target_modules = ('backbone', 'projector')
 
     def __init__(self,
                  backbone: dict,
@@ -125,10 +127,7 @@ class CMAE(BaseSelfSupervisor):
                     f'model.{name}.num_patches={decoder_patches} but the encoder has '
                     f'{patches} patches (model.backbone.img_size / patch_size): set '
                     f'model.{name}.num_patches={patches}.')
-        self.target_encoder = MomentumTarget(
-            nn.Sequential(self.backbone, self.projector),
-            momentum=base_momentum,
-            end_momentum=end_momentum)
+        self.build_target(base_momentum, end_momentum)
         # MMPretrain attention, float32 on CPUs under bfloat16 (models/utils/precision)
         route_attention(self)
         self.loss_rc_weight = loss_rc_weight
@@ -142,23 +141,14 @@ class CMAE(BaseSelfSupervisor):
         self.mask_draws = 0
         self._mask_generators: Dict[str, torch.Generator] = {}
 
-    # -- initialisation and the momentum target ---------------------------------
-    def init_weights(self) -> None:
-        """The modules' own initialisation, the release's on top (``release_init``),
-        then the target as a copy of the online encoder and projector (release
-        ``CMAE.init_weights``). A checkpoint loaded afterwards (``load_from``,
-        ``--resume``) keeps its own target."""
-        super().init_weights()
+    # -- initialisation (the target then copies the online modules, release
+    # ``CMAE.init_weights``: MomentumTargetSelfSupervisor.init_weights) ----------
+    def init_online_weights(self) -> None:
+        """The release's initialisation on top of the modules' own
+        (``release_init``)."""
         if self.release_init:
             for module in (self.backbone, self.neck, self.feature_decoder):
                 release_xavier_init(module)
-        self.target_encoder.copy_from(nn.Sequential(self.backbone, self.projector))
-
-    def update_target(self, cur_iter: int = 0, max_iters: int = 1) -> None:
-        """EMA step of the target after the optimizer step of ``cur_iter``
-        (:class:`~cmae_mm.engine.hooks.TargetUpdateHook` calls it)."""
-        self.target_encoder.update_parameters(
-            nn.Sequential(self.backbone, self.projector), cur_iter, max_iters)
 
     # -- masks: derived from (mask seed, rank, draw), checkpointed -------------
     @property
@@ -255,7 +245,6 @@ class CMAE(BaseSelfSupervisor):
                 f'pipeline. Got {type(inputs).__name__} of length '
                 f'{len(inputs) if isinstance(inputs, (list, tuple)) else 1}.')
         online, target = inputs
-        check_target_update_hook(self)
 
         # online branch: reconstruction
         latent, mask, ids_restore = self.backbone(
@@ -280,25 +269,3 @@ class CMAE(BaseSelfSupervisor):
         return dict(
             loss_rc=self.loss_rc_weight * loss_rc,
             loss_ct=self.loss_ct_weight * loss_ct)
-
-    @torch.no_grad()
-    def reconstruct(
-        self, inputs: Union[torch.Tensor, List[torch.Tensor]]
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Masked input and reconstruction, for visualisation.
-
-        Args:
-            inputs: Normalised images (B, 3, H, W) (or [online, target] views).
-
-        Returns:
-            Tuple[torch.Tensor, torch.Tensor]: ``masked`` (B, 3, H, W), the input
-            with masked patches set to 0 (the dataset mean colour), and
-            ``reconstruction`` (B, 3, H, W): predicted pixels at masked patches,
-            input pixels at visible ones. With ``norm_pix`` the prediction is
-            de-normalised with each patch's own mean and std, as in MAE's
-            visualisation. Both in the normalised space of ``inputs``.
-        """
-        from ...visualization import masked_reconstruction
-        if isinstance(inputs, (list, tuple)):
-            inputs = inputs[0]
-        return masked_reconstruction(self, inputs)

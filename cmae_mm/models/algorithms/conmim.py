@@ -2,17 +2,16 @@
 from typing import Dict, List, Optional, Union
 
 import torch
-from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import nn
 
-from ..utils import (MomentumTarget, check_target_update_hook,
-                     release_trunc_normal_init, rescale_block_outputs)
+from ..utils import (MomentumTargetSelfSupervisor, release_trunc_normal_init,
+                     rescale_block_outputs)
 
 
 @MODELS.register_module()
-class ConMIM(BaseSelfSupervisor):
+class ConMIM(MomentumTargetSelfSupervisor):
     """ConMIM: masked patch prediction as intra-image denoising contrast.
 
     - ``backbone``: a BEiT-style ViT (``BEiTPretrainViT``, ``out_type='raw'``) that
@@ -25,7 +24,9 @@ class ConMIM(BaseSelfSupervisor):
       online modules at initialisation, then an EMA of their parameters after each
       optimizer step (:class:`~cmae_mm.engine.hooks.TargetUpdateHook`), with its own
       BatchNorm statistics (release ``engine_for_pretraining.py``); it sees the full,
-      uncorrupted, strongly augmented view and gets no gradient. Checkpoint keys:
+      uncorrupted, strongly augmented view and gets no gradient (construction,
+      copy, update and hook contract:
+      :class:`~cmae_mm.models.utils.MomentumTargetSelfSupervisor`). Checkpoint keys:
       ``target_encoder.module.0.*`` (encoder) and ``target_encoder.module.1.*``
       (projector), beside the online ``backbone.*`` and ``neck.*``;
     - ``head``: ``MIMHead`` with ``DenoisingContrastiveLoss`` (tau 0.1).
@@ -48,6 +49,10 @@ class ConMIM(BaseSelfSupervisor):
         init_cfg: initialisation config. Defaults to None.
     """
 
+    #: the target tracks the encoder and the per-token projector (release
+    #: ``run_conmim_pretraining.py``: ``model_copy``)
+    target_modules = ('backbone', 'neck')
+
     def __init__(self,
                  backbone: dict,
                  neck: dict,
@@ -65,19 +70,14 @@ class ConMIM(BaseSelfSupervisor):
             pretrained=pretrained,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
-        self.target_encoder = MomentumTarget(
-            nn.Sequential(self.backbone, self.neck),
-            momentum=base_momentum,
-            end_momentum=end_momentum)
+        self.build_target(base_momentum, end_momentum)
         self.release_init = release_init
 
-    def init_weights(self) -> None:
-        """The modules' own initialisation, the release's on top (``release_init``),
-        then the target as a copy of the online modules (release
-        ``run_conmim_pretraining.py``:
-        ``model_copy.load_state_dict(model.state_dict())``).
-        A checkpoint loaded afterwards keeps its own target."""
-        super().init_weights()
+    def init_online_weights(self) -> None:
+        """The release's initialisation on top of the modules' own
+        (``release_init``); the base then copies the online modules into the
+        target (release ``run_conmim_pretraining.py``:
+        ``model_copy.load_state_dict(model.state_dict())``)."""
         if self.release_init:
             std = 0.02  # release init_std
             release_trunc_normal_init(self.backbone, std)
@@ -87,13 +87,6 @@ class ConMIM(BaseSelfSupervisor):
                 if token is not None:
                     nn.init.trunc_normal_(token.data, std=std, a=-std, b=std)
             rescale_block_outputs(self.backbone.layers)
-        self.target_encoder.copy_from(nn.Sequential(self.backbone, self.neck))
-
-    def update_target(self, cur_iter: int = 0, max_iters: int = 1) -> None:
-        """EMA step of the target after the optimizer step of ``cur_iter``
-        (:class:`~cmae_mm.engine.hooks.TargetUpdateHook` calls it)."""
-        self.target_encoder.update_parameters(
-            nn.Sequential(self.backbone, self.neck), cur_iter, max_iters)
 
     def extract_feat(self, inputs: torch.Tensor):
         """Online encoder features of unmasked images, (B, 1 + N, C) per out index."""
@@ -133,7 +126,6 @@ class ConMIM(BaseSelfSupervisor):
                 'pipeline with MultiView(num_views=[1, 1], transforms=[[], '
                 '[strong perturbation]]) after the shared crop and flip.')
         online_img, target_img = inputs
-        check_target_update_hook(self)
         mask = self._patch_mask(data_samples, online_img.device)  # (B, N)
 
         latent = self.backbone(online_img, mask)[-1]  # (B, 1 + N, C)

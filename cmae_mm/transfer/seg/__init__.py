@@ -1,7 +1,7 @@
 """The pretrained encoders as MMSegmentation backbones (needs ``cmae_mm[seg]``).
 
-Registers :class:`~cmae_mm.transfer.cls.TransferViT` (CMAE / MAE encoders) and
-:class:`~cmae_mm.transfer.cls.TransferBEiTViT` (ConMIM / BEiT encoders) into
+Registers :class:`~cmae_mm.transfer.backbones.TransferViT` (CMAE / MAE encoders) and
+:class:`~cmae_mm.transfer.backbones.TransferBEiTViT` (ConMIM / BEiT encoders) into
 MMSegmentation's registry. With ``out_type='featmap'``, ``final_norm=False`` and
 ``out_indices=(3, 5, 7, 11)`` they return the ``(B, C, H/16, W/16)`` maps of blocks
 4/6/8/12 that ``Feature2Pyramid`` rescales (MMSegmentation's
@@ -15,7 +15,7 @@ that the CMAE encoder does not have (docs/transfer.md).
 """
 from mmseg.registry import MODELS
 
-from ..cls import TransferBEiTViT, TransferViT
+from ..backbones import TransferBEiTViT, TransferViT
 
 MODELS.register_module(module=TransferViT)
 MODELS.register_module(module=TransferBEiTViT)

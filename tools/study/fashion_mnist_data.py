@@ -1,4 +1,5 @@
-"""Fashion-MNIST (Xiao et al., 2017) on disk for MMPretrain's ``FashionMNIST``.
+"""Fashion-MNIST (Xiao et al., 2017) on disk for MMPretrain's ``FashionMNIST``: the
+data step of ``tools/study/fashion_mnist_study.py`` (its only user), beside it.
 
 Offline source: the Debian package ``dataset-fashion-mnist`` (the four gzipped IDX
 files in ``/usr/share/datasets/fashion-mnist``). MMPretrain's ``FashionMNIST`` reads

@@ -4,7 +4,7 @@
 ``MAEViT`` encoder, same state-dict keys) and ``TransferBEiTViT`` is MMPretrain's
 ``BEiTViT`` (the architecture of ConMIM's ``BEiTPretrainViT`` encoder; its attention
 runs through ``F.scaled_dot_product_attention`` unless ``use_sdpa=False``, see
-:mod:`cmae_mm.models.backbones.conmim_vit`, same state dict). Both add
+:mod:`cmae_mm.models.utils.attention`, same state dict). Both add
 :class:`~cmae_mm.transfer.weight_loading.PretrainedEncoderInitMixin`, so that
 
     init_cfg=dict(type='PretrainedEncoder', checkpoint=..., encoder='online')
@@ -30,8 +30,7 @@ from mmengine.logging import print_log
 from mmpretrain.models import BEiTViT, VisionTransformer
 from mmpretrain.registry import MODELS
 
-from ...models.backbones.conmim_vit import BEiTSDPAMixin
-from ...models.utils.precision import route_attention
+from ...models.utils import BEiTSDPAMixin, route_attention
 from ..weight_loading import PretrainedEncoderInitMixin
 
 
@@ -100,7 +99,7 @@ class TransferBEiTViT(PretrainedEncoderInitMixin, BEiTSDPAMixin, BEiTViT):
     Args:
         use_sdpa (bool): attention through ``F.scaled_dot_product_attention`` with
             the relative position bias as additive mask
-            (:class:`~cmae_mm.models.backbones.conmim_vit.BEiTAttentionSDPA`; same
+            (:class:`~cmae_mm.models.utils.BEiTAttentionSDPA`; same
             state dict); False keeps ``BEiTAttention``. Defaults to True.
         **kwargs: the ``BEiTViT`` arguments.
     """

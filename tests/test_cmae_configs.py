@@ -85,7 +85,8 @@ def test_config_builds_its_model(registry, name):
 def test_recipe_numbers(name, epochs, cos_tmax):
     cfg = _cfg(name)
     assert cfg.train_dataloader.batch_size == 512  # x 8 GPUs = 4096
-    assert cfg.auto_scale_lr == dict(base_batch_size=4096, enable=True)
+    # opt-in (--auto-scale-lr), as OpenMMLab's configs
+    assert cfg.auto_scale_lr == dict(base_batch_size=4096, enable=False)
     opt = cfg.optim_wrapper.optimizer
     assert opt.type == 'AdamW' and opt.lr == pytest.approx(2.4e-3)
     assert opt.betas == (0.9, 0.95) and opt.weight_decay == 0.05

@@ -1,6 +1,7 @@
 """The project stands alone: every repository path a tracked file cites exists, every
 config named in the README, docs and metafiles exists, the metafiles list every config,
 and no file cites a document the project does not ship (docs/contributing.md)."""
+import ast
 import glob
 import importlib
 import itertools
@@ -9,6 +10,7 @@ import re
 import subprocess
 
 import pytest
+import yaml
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOP_LEVEL = ('cmae_mm', 'configs', 'docs', 'tests', 'tools', 'requirements')
@@ -29,7 +31,11 @@ def tracked_files():
                          capture_output=True,
                          text=True,
                          check=True).stdout.split()
-    return [f for f in out if f.endswith(TEXT_SUFFIXES) or f == '.gitignore']
+    # a tracked file deleted in the working tree (a move not yet committed) is gone
+    return [
+        f for f in out if (f.endswith(TEXT_SUFFIXES) or f == '.gitignore')
+        and osp.isfile(osp.join(REPO, f))
+    ]
 
 
 def expand(path):
@@ -148,25 +154,156 @@ def test_every_config_named_in_readme_docs_and_metafiles_exists():
     assert not missing, '\n'.join(missing)
 
 
-def test_metafiles_list_every_config_and_load():
+def _metafiles():
+    """``{metafile path: parsed YAML}`` for every metafile model-index.yml imports."""
+    with open(osp.join(REPO, 'model-index.yml')) as f:
+        imported = yaml.safe_load(f)['Import']
+    out = {}
+    for path in imported:
+        with open(osp.join(REPO, path)) as f:
+            out[path] = yaml.safe_load(f)
+    return out
+
+
+def _alias_target(path):
+    """The config a config only renames (its one statement is ``_base_ = './X.py'``),
+    or None."""
+    with open(osp.join(REPO, path)) as f:
+        body = ast.parse(f.read()).body
+    if (len(body) == 1 and isinstance(body[0], ast.Assign)
+            and [getattr(t, 'id', None) for t in body[0].targets] == ['_base_']
+            and isinstance(body[0].value, ast.Constant)):
+        return osp.normpath(osp.join(osp.dirname(path), body[0].value.value))
+    return None
+
+
+#: downstream config folder -> the tasks, dataset and metrics its results may hold
+DOWNSTREAM = {
+    'cls': ({'Image Classification'}, 'ImageNet-1k', {'Top 1 Accuracy'}),
+    'seg': ({'Semantic Segmentation'}, 'ADE20K', {'mIoU'}),
+    'det': ({'Object Detection',
+             'Instance Segmentation'}, 'COCO', {'box AP', 'mask AP'}),
+}
+
+
+def test_metafiles_follow_mmpretrains_schema():
+    """MMPretrain's metafile schema (its configs/mae/metafile.yml): every model has
+    Name, In Collection, Metadata, Config (a file here) and Results; pretraining models
+    (configs/pretrain) have ``Results: null`` and name their ``Downstream`` entries;
+    a downstream entry (configs/cls, seg, det) is named
+    ``{backbone}_{algorithm}-{epochs}e-pre_{recipe}`` after its pretraining model and
+    config, and holds ``Results: null`` or the reported results (Task, Dataset,
+    Metrics of its task) with the ``Reported`` source; every number is one the
+    reported-results table of docs/recipes.md states. Every config is listed."""
+    metafiles = _metafiles()
+    assert sorted(metafiles) == sorted(
+        osp.relpath(p, REPO)
+        for p in glob.glob(osp.join(REPO, 'configs', 'metafiles', '*', 'metafile.yml')))
+    with open(osp.join(REPO, 'docs', 'recipes.md')) as f:
+        reported_table = f.read().split('## Reported results', 1)[1]
+    models, parent = {}, {}
+    for path, data in metafiles.items():
+        collections = {c['Name'] for c in data['Collections']}
+        for c in data['Collections']:  # paths relative to the root, as MMPretrain's
+            assert osp.isfile(osp.join(REPO, c['README'])), (path, c['README'])
+        for m in data['Models']:
+            where = f'{path}: {m.get("Name")}'
+            assert {
+                'Name', 'In Collection', 'Metadata', 'Results', 'Weights', 'Config'
+            } <= set(m), where
+            assert m['In Collection'] in collections, where
+            assert m['Name'] not in models, f'{where}: listed twice'
+            assert osp.isfile(osp.join(REPO, m['Config'])), where
+            assert m['Metadata'].get('Batch Size') and m['Metadata'].get(
+                'Training Data')
+            models[m['Name']] = m
+    for name, m in models.items():
+        kind = m['Config'].split('/')[1]
+        if kind == 'pretrain':
+            assert name == osp.splitext(osp.basename(m['Config']))[0]
+            assert m['Results'] is None, f'{name}: a pretraining model has no results'
+            assert 'Reported' not in m, name
+            algorithm, backbone = name.split('_')[:2]
+            for d in m.get('Downstream') or []:
+                assert d in models, f'{name}: downstream {d} has no entry'
+                assert d not in parent, f'{d}: downstream of {parent.get(d)} and {name}'
+                parent[d] = name
+                config = osp.splitext(osp.basename(models[d]['Config']))[0]
+                _, config_backbone, recipe = config.split('_', 2)
+                assert config_backbone == backbone, (name, d)
+                epochs = m['Metadata']['Epochs']
+                assert d == f'{backbone}_{algorithm}-{epochs}e-pre_{recipe}', (name, d)
+            continue
+        assert kind in DOWNSTREAM, f'{name}: {m["Config"]}'
+        assert 'Downstream' not in m, name
+        tasks, dataset, metrics = DOWNSTREAM[kind]
+        assert m['Metadata']['Training Data'] == dataset, name
+        if m['Results'] is None:
+            assert 'Reported' not in m, f'{name}: a source but no result'
+            continue
+        assert isinstance(m['Results'], list) and m['Results'], name
+        assert m.get('Reported'), f'{name}: a result without its source'
+        for r in m['Results']:
+            assert set(r) == {'Task', 'Dataset', 'Metrics'}, (name, r)
+            assert r['Task'] in tasks and r['Dataset'] == dataset, (name, r)
+            assert r['Metrics'] and set(r['Metrics']) <= metrics, (name, r)
+            for value in r['Metrics'].values():
+                assert isinstance(value, float), (name, r)
+                assert re.search(rf'(?<![\d.]){re.escape(str(value))}(?![\d])',
+                                 reported_table), f'{name}: {value} is not reported'
+    downstream = {
+        n
+        for n, m in models.items() if not m['Config'].startswith('configs/pretrain/')
+    }
+    assert downstream - set(parent) == set(), 'downstream entries of no pretraining'
+
+    listed = {m['Config'] for m in models.values()}
+    for folder in ('pretrain', 'cls', 'seg', 'det'):
+        for p in sorted(glob.glob(osp.join(REPO, 'configs', folder, '*.py'))):
+            config = osp.relpath(p, REPO)
+            if config not in listed:
+                assert folder == 'pretrain' and _alias_target(config) in listed, (
+                    f'{config} is in no metafile')
+
+
+def test_model_index_loads_with_modelindex():
+    """What `mim` reads: openmim's modelindex loads model-index.yml and finds no error
+    but the README paths, which it resolves against the metafile's folder where
+    MMPretrain's metafiles (and ours) give them from the repository root."""
     from modelindex.load_model_index import load
     index = load(osp.join(REPO, 'model-index.yml'))
+    errors = [e for e in index.check(silent=True) if 'Path to README file' not in e]
+    assert errors == []
+    assert len(index.models) == sum(len(d['Models']) for d in _metafiles().values())
     by_name = {m.name: m for m in index.models}
-    listed = {osp.normpath(m.config) for m in index.models}
-    configs = {
-        osp.relpath(p, REPO)
-        for d in ('pretrain', 'cls', 'seg', 'det')
-        for p in glob.glob(osp.join(REPO, 'configs', d, '*.py'))
-    }
-    configs.discard('configs/pretrain/cmae_vit-b.py')  # alias of the 1600e recipe
-    assert configs - listed == set(), 'configs missing from the metafiles'
-    assert listed - configs == set(), 'metafile configs that do not exist'
-    for m in index.models:
-        assert m.name == osp.splitext(osp.basename(m.config))[0]
-        for name in m.data.get('Downstream') or []:
-            assert name in by_name, (m.name, name)
-        if m.results:  # every result is a reported one, with its source
-            assert m.data.get('Reported'), m.name
+    assert by_name[
+        'vit-base-p16_cmae-1600e-pre_8xb128-lr2.5e-4-coslr-100e_in1k'].results[
+            0].metrics == {
+                'Top 1 Accuracy': 84.7
+            }
+
+
+def test_every_configs_base_batch_is_the_batch_its_name_states():
+    """docs/training.md, "Learning rate and batch": ``auto_scale_lr.base_batch_size``
+    is the global batch of the name (``8xb512``: 8 x 512), scaling off (opt-in with
+    ``--auto-scale-lr``) except in the two CPU demos, and every runtime names
+    ``runner_type='CheckedRunner'`` (docs/training.md, "Running with mim train")."""
+    from mmengine.config import Config
+    checked = []
+    for folder in ('pretrain', 'cls', 'seg', 'det', 'study'):
+        for path in sorted(glob.glob(osp.join(REPO, 'configs', folder, '*.py'))):
+            cfg = Config.fromfile(path)
+            name = osp.basename(path)
+            assert cfg.get('runner_type') == 'CheckedRunner', name
+            m = re.search(r'_(\d+)xb(\d+)-', name)
+            if m is None:  # configs/pretrain/cmae_vit-b.py: an alias
+                continue
+            scale = cfg.get('auto_scale_lr') or {}
+            assert scale.get('base_batch_size') == int(m[1]) * int(m[2]), name
+            assert cfg.train_dataloader.batch_size == int(m[2]), name
+            assert bool(scale.get('enable')) == name.endswith('_demo.py'), name
+            checked.append(name)
+    assert len(checked) >= 30
 
 
 @pytest.mark.parametrize('page', [

@@ -139,7 +139,7 @@ def test_mim_train_runs_the_tiny_config_from_a_wheel(run_tool, photo_folder, tmp
         '--work-dir', work, '--cfg-options',
         f'train_dataloader.dataset.data_root={photo_folder}', 'train_cfg.max_iters=2',
         'default_hooks.checkpoint.interval=2', 'train_dataloader.num_workers=0',
-        'train_dataloader.persistent_workers=False'
+        'train_dataloader.persistent_workers=False', '--auto-scale-lr'
     ],
                        env={'PYTHONPATH': os.pathsep.join([str(site), mim_site])},
                        cwd=str(tmp_path))
@@ -148,3 +148,87 @@ def test_mim_train_runs_the_tiny_config_from_a_wheel(run_tool, photo_folder, tmp
             in proc.stdout)
     assert (work / 'iter_2.pth').is_file()
     assert 'Training finished successfully' in proc.stdout
+    # the flags after the config reach tools/train.py: --auto-scale-lr, 1 x 8 / 8
+    assert ('LR is set based on batch size of 8 and the current batch size is 8. '
+            'Scaling the original LR by 1.0.') in proc.stdout
+
+
+@pytest.mark.e2e
+def test_another_launcher_builds_the_checked_runner(run_tool, photo_folder, tmp_path):
+    """MMPretrain's own tools/train.py (not ours) builds the config's
+    ``runner_type='CheckedRunner'`` with ``RUNNERS.build``, so the run checks apply:
+    the work-dir lock is taken and the training samples are seeded
+    (docs/training.md, "Running with mim train or another launcher")."""
+    import mmpretrain
+    tool = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools', 'train.py')
+    work = tmp_path / 'work'
+    proc, _ = run_tool([
+        tool, 'configs/pretrain/cmae_vit-tiny-p16_1xb8-800iter_demo.py', '--work-dir',
+        work, '--cfg-options', f'train_dataloader.dataset.data_root={photo_folder}',
+        'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=2',
+        'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False'
+    ])
+    assert (work / 'iter_2.pth').is_file()
+    assert (work / '.train.lock').is_file()  # CheckedRunner's work-dir lock
+    assert 'train_sample_seeding: every training sample is seeded' in proc.stdout
+
+
+def test_train_tool_refuses_a_runner_that_drops_the_checks():
+    """tools/train.py builds the config's runner_type, CheckedRunner where none is
+    named, and stops on a runner type that is not a CheckedRunner."""
+    import importlib.util
+
+    from mmengine.config import Config
+
+    from cmae_mm.engine.runner import CheckedRunner
+    spec = importlib.util.spec_from_file_location('train_tool',
+                                                  osp.join(REPO, 'tools', 'train.py'))
+    train_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_tool)
+    cfg = Config(dict(runner_type='Runner'))
+    with pytest.raises(ValueError, match="runner_type='Runner'.*CheckedRunner"):
+        train_tool.build_runner(cfg)
+
+    class MyRunner(CheckedRunner):
+        built = None
+
+        @classmethod
+        def from_cfg(cls, cfg):
+            cls.built = cfg
+            return 'built'
+
+    from mmengine.registry import RUNNERS
+    RUNNERS.register_module(module=MyRunner, force=True)
+    try:
+        assert train_tool.build_runner(Config(dict(runner_type='MyRunner'))) == 'built'
+        assert MyRunner.built.runner_type == 'MyRunner'
+        cfg = Config(dict(work_dir='x'))
+        assert 'runner_type' not in cfg
+        with pytest.raises(KeyError, match='model'):  # Runner.from_cfg reads cfg.model
+            train_tool.build_runner(cfg)
+        assert cfg.runner_type == 'CheckedRunner'
+    finally:
+        RUNNERS.module_dict.pop('MyRunner')
+
+
+def test_test_tool_builds_the_configs_runner_without_taking_the_lock(tmp_path):
+    """tools/test.py builds the config's CheckedRunner without the training parts, so
+    no work-dir lock is taken (a checkpoint can be tested while its run trains)."""
+    import importlib.util
+
+    from mmengine.config import Config
+    from mmengine.registry import RUNNERS
+
+    from cmae_mm.engine.runner import CheckedRunner
+    spec = importlib.util.spec_from_file_location('test_tool',
+                                                  osp.join(REPO, 'tools', 'test.py'))
+    test_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_tool)
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', 'pretrain', 'cmae_vit-tiny-p16_1xb8-800iter_demo.py'))
+    cfg.work_dir = str(tmp_path)
+    runner = RUNNERS.build(test_tool.without_training(cfg))
+    assert type(runner) is CheckedRunner
+    assert runner._train_loop is None
+    assert runner._work_dir_lock is None
+    assert not (tmp_path / '.train.lock').exists()

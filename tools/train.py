@@ -6,9 +6,14 @@
         [--launcher none|pytorch|slurm|mpi] [--device auto|cuda|cpu]
 
 cmae_mm is imported whatever the config says, so its modules are always registered.
-Training runs on :class:`cmae_mm.engine.runner.CheckedRunner` (MMEngine's Runner with
-the checks of docs/reliability.md). A work dir that holds checkpoints is only used
-with --resume (continue) or --overwrite (start anew).
+Training runs on the config's ``runner_type``, ``CheckedRunner``
+(cmae_mm/engine/runner.py: MMEngine's Runner with the checks of docs/reliability.md),
+which every runtime base here names and which is set where a config names none; the
+flags below are merged into the config before the runner is built. A work dir that
+holds checkpoints is only used with --resume (continue) or --overwrite (start anew).
+``mim train cmae_mm CONFIG [FLAGS]`` runs this script with the same flags.
+--auto-scale-lr: the lr is scaled by global batch / ``auto_scale_lr.base_batch_size``
+(MMEngine's ``Runner.scale_lr``); off unless given (docs/training.md).
 The same config runs on GPUs (NCCL) and on CPUs (gloo); see cmae_mm/engine/launch.py.
 Precision: ``MixedPrecisionOptimWrapper`` (cmae_mm/engine/optimizers) chooses float16
 + loss scaling on GPUs, bfloat16 on CPUs; --amp turns a config's ``OptimWrapper`` /
@@ -67,7 +72,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
-        help='scale the lr by actual batch / auto_scale_lr.base_batch_size')
+        help='scale the lr by the global batch (GPUs x train_dataloader.batch_size) '
+        '/ auto_scale_lr.base_batch_size, the batch the config\'s lr is set for; off '
+        'by default (docs/training.md, "Learning rate and batch")')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -111,10 +118,13 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint file.')
         cfg.resume, cfg.load_from = True, args.resume
-    if args.auto_scale_lr:
-        if 'auto_scale_lr' not in cfg:
-            raise KeyError('--auto-scale-lr needs `auto_scale_lr = dict('
-                           'base_batch_size=...)` in the config.')
+    if args.auto_scale_lr:  # opt-in, as OpenMMLab's tools/train.py
+        if not (cfg.get('auto_scale_lr') or {}).get('base_batch_size'):
+            raise KeyError(
+                f'--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=N)` in '
+                f'the config: N is the global batch its lr is set for '
+                f'(docs/training.md, "Learning rate and batch"); '
+                f'{osp.basename(args.config)} has none.')
         cfg.auto_scale_lr.enable = True
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -137,12 +147,27 @@ def check_work_dir(cfg: Config, args: argparse.Namespace) -> None:
             f'overwritten), or choose another --work-dir.')
 
 
+def build_runner(cfg: Config) -> CheckedRunner:
+    """The config's ``runner_type``, ``CheckedRunner`` where it names none (the
+    configs of MMPretrain, MMSegmentation, MMDetection): every config here names it
+    in its runtime base, so ``mim train`` and other launchers build the same runner.
+    A runner type that is not a ``CheckedRunner`` would drop the run checks."""
+    runner_type = cfg.setdefault('runner_type', 'CheckedRunner')
+    runner_cls = RUNNERS.get(runner_type) if isinstance(runner_type, str) else None
+    if not (isinstance(runner_cls, type) and issubclass(runner_cls, CheckedRunner)):
+        raise ValueError(
+            f'runner_type={runner_type!r}: tools/train.py trains with CheckedRunner '
+            f'(the checks of docs/reliability.md) or a subclass registered in '
+            f"MMEngine's RUNNERS. Remove runner_type from the config, set it to "
+            f"'CheckedRunner', or derive {runner_type} from "
+            f'cmae_mm.engine.runner.CheckedRunner.')
+    return RUNNERS.build(cfg)
+
+
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
-    runner = (
-        CheckedRunner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    runner.train()
+    build_runner(cfg).train()
     finish_launch()
 
 

@@ -32,7 +32,7 @@ class KNNValLoop(ValLoop):
     the bank features (:func:`~cmae_mm.evaluation.linear_probe.linear_probe_accuracy`)
     adds ``linear/top1`` and ``linear/top5``.
 
-    Config (see ``configs/_base_/knn/``)::
+    Config (see ``configs/_base_/datasets/*_knn.py``)::
 
         val_dataloader = dict(...)  # labelled validation images, DefaultSampler
         val_evaluator = dict(type='Accuracy', topk=(1, 5), prefix='knn')

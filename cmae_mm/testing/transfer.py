@@ -8,7 +8,7 @@ from typing import Dict, List
 #: the tiny ViT of the demo configs (configs/pretrain/*_vit-tiny-*_demo.py)
 TINY_VIT = dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768)
 SEG_CONFIG = 'configs/seg/cmae_vit-base-p16_upernet_8xb2-160k_ade20k-512x512.py'
-DET_CONFIG = 'configs/det/vitdet_mask-rcnn_cmae-vit-b_lsj-100e_coco.py'
+DET_CONFIG = 'configs/det/cmae_vit-base-p16_vitdet-mask-rcnn_8xb4-amp-lsj-100e_coco.py'
 
 
 def seg_tiny_options(ckpt: str, data_root: str, iters: int = 4) -> Dict[str, object]:

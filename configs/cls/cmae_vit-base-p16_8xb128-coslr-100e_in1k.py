@@ -1,14 +1,16 @@
 # CMAE ViT-B/16 ImageNet-1K fine-tuning, recipe of the released CMAE configs
-# (docs/recipes.md),
-# for a 300-epoch pretraining (base lr 5e-4). The 1600-epoch model uses
-# cmae_vit-base-p16_8xb128-coslr-100e_in1k_pt1600e.py (base lr 2.5e-4).
+# (docs/recipes.md), for a 300-epoch pretraining (base lr 5e-4). The 1600-epoch model
+# uses cmae_vit-base-p16_8xb128-lr2.5e-4-coslr-100e_in1k.py (base lr 2.5e-4).
 #
 # The ONE argument: the pretraining checkpoint,
 #   --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/cmae_vit-b/epoch_300.pth
 # (a cmae_mm pretraining checkpoint, or a file written by tools/model_converters).
 # `model.backbone.init_cfg.encoder` picks 'online' (default, `backbone.*`) or 'target'.
 # Loading fails, naming the tensors, if any encoder tensor is missing.
-_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/imagenet_finetune.py']
+_base_ = [
+    '../_base_/default_runtime.py', '../_base_/datasets/imagenet_finetune.py',
+    '../_base_/schedules/finetune_adamw_coslr-100e.py'
+]
 
 pretrained = None  # path to a cmae_mm pretraining checkpoint (see above)
 encoder = 'online'  # 'online' (backbone.*) or 'target' (target_encoder.module.0.*)
@@ -52,54 +54,9 @@ model = dict(
         init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5, a=-4e-5, b=4e-5)]),
 )
 
-# docs/recipes.md: AdamW betas (0.9, 0.999), wd 0.05, layer-wise lr decay 0.65; no decay
-# on
-# norms, biases, cls_token, pos_embed (as MMPretrain's MAE fine-tune config).
-# Mixed precision as the release's recipe (cmae_base_pre{300,1600}_8x128_100e_in1k
-# _amp.py: AmpOptimWrapper, loss_scale='dynamic'): MixedPrecisionOptimWrapper with its
-# defaults dtype='auto', loss_scale='dynamic' (float16 + dynamic loss scaling on GPUs,
-# bfloat16 on CPUs); float32: tools/train.py --precision fp32.
+# docs/recipes.md: AdamW betas (0.9, 0.999), wd 0.05, layer-wise lr decay 0.65, 100
+# epochs, 5 warmup, cosine to 1e-6 (the schedule base); lr = base lr x batch / 256; no
+# decay also on pos_embed (as MMPretrain's MAE fine-tune config).
 optim_wrapper = dict(
-    type='MixedPrecisionOptimWrapper',
-    optimizer=dict(
-        type='AdamW',
-        lr=base_lr * batch_size / 256,
-        weight_decay=0.05,
-        eps=1e-8,
-        betas=(0.9, 0.999)),
-    constructor='LearningRateDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(
-        layer_decay_rate=0.65,
-        custom_keys={
-            '.ln': dict(decay_mult=0.0),
-            '.bias': dict(decay_mult=0.0),
-            '.cls_token': dict(decay_mult=0.0),
-            '.pos_embed': dict(decay_mult=0.0),
-        }),
-)
-
-# docs/recipes.md: 100 epochs, 5 warmup, cosine to 1e-6.
-max_epochs = 100
-warmup_epochs = 5
-param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=1e-4,
-        by_epoch=True,
-        begin=0,
-        end=warmup_epochs,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        T_max=max_epochs - warmup_epochs,
-        by_epoch=True,
-        begin=warmup_epochs,
-        end=max_epochs,
-        eta_min=1e-6,
-        convert_to_iter_based=True),
-]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
-val_cfg = dict()
-test_cfg = dict()
-# Other GPU counts: lr follows the linear scaling rule (tools/train.py --auto-scale-lr).
-auto_scale_lr = dict(base_batch_size=batch_size)
+    optimizer=dict(lr=base_lr * batch_size / 256),
+    paramwise_cfg=dict(custom_keys={'.pos_embed': dict(decay_mult=0.0)}))

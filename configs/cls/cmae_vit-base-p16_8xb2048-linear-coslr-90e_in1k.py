@@ -6,7 +6,10 @@
 #
 # The ONE argument: --cfg-options model.backbone.init_cfg.checkpoint=PATH
 # (`model.backbone.init_cfg.encoder`: 'online' default, or 'target').
-_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/imagenet_linear.py']
+_base_ = [
+    '../_base_/default_runtime.py', '../_base_/datasets/imagenet_linear.py',
+    '../_base_/schedules/finetune_adamw_coslr-100e.py'
+]
 
 pretrained = None  # path to a cmae_mm pretraining checkpoint
 encoder = 'online'
@@ -44,34 +47,28 @@ model = dict(
         init_cfg=[dict(type='TruncNormal', layer='Linear', std=0.01, a=-0.02, b=0.02)]),
 )
 
-# Mixed precision as MMPretrain's MAE linear probe (the config above:
+# The fine-tuning schedule's shape (warm-up, cosine; train / val / test loops) with
+# LARS. Mixed precision as MMPretrain's MAE linear probe (the config above:
 # type='AmpOptimWrapper'): MixedPrecisionOptimWrapper, defaults dtype='auto' and
 # loss_scale='dynamic' (float16 + dynamic loss scaling on GPUs, bfloat16 on CPUs);
 # float32: tools/train.py --precision fp32.
 optim_wrapper = dict(
+    _delete_=True,
     type='MixedPrecisionOptimWrapper',
     optimizer=dict(type='LARS', lr=6.4, weight_decay=0.0, momentum=0.9))
 
 max_epochs = 90
 warmup_epochs = 10
 param_scheduler = [
+    dict(_base_.param_scheduler[0], end=warmup_epochs),
     dict(
-        type='LinearLR',
-        start_factor=1e-4,
-        by_epoch=True,
-        begin=0,
-        end=warmup_epochs,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
+        _base_.param_scheduler[1],
         T_max=max_epochs - warmup_epochs,
-        by_epoch=True,
         begin=warmup_epochs,
         end=max_epochs,
-        eta_min=0.0,
-        convert_to_iter_based=True),
+        eta_min=0.0),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
-val_cfg = dict()
-test_cfg = dict()
+train_cfg = dict(max_epochs=max_epochs)
+# The recipe's global batch (above). Opt-in as in OpenMMLab: with another number of
+# GPUs or per-GPU batch pass --auto-scale-lr (linear scaling rule).
 auto_scale_lr = dict(base_batch_size=batch_size)

@@ -16,22 +16,12 @@ base_lr = 1e-3
 optim_wrapper = dict(
     optimizer=dict(lr=base_lr * 1024 / 256), paramwise_cfg=dict(layer_decay_rate=0.75))
 max_epochs = 50
-warmup_epochs = 5
+# the ViT-B schedule's 5 warm-up epochs, then cosine to epoch 50
 param_scheduler = [
+    _base_.param_scheduler[0],
     dict(
-        type='LinearLR',
-        start_factor=1e-4,
-        by_epoch=True,
-        begin=0,
-        end=warmup_epochs,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        T_max=max_epochs - warmup_epochs,
-        by_epoch=True,
-        begin=warmup_epochs,
-        end=max_epochs,
-        eta_min=1e-6,
-        convert_to_iter_based=True),
+        _base_.param_scheduler[1],
+        T_max=max_epochs - _base_.warmup_epochs,
+        end=max_epochs)
 ]
 train_cfg = dict(max_epochs=max_epochs)

@@ -5,8 +5,8 @@
 # configs/pretrain/cmae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py 8
 # 8 GPUs x 512 = global batch 4096 (released: 32 x 128), lr 1.5e-4 x 4096 / 256 =
 # 2.4e-3.
-# auto_scale_lr is enabled: with another number of GPUs the Runner scales the lr by
-# (GPUs x 512) / 4096.
+# With another number of GPUs pass --auto-scale-lr: the Runner scales the lr by
+# (GPUs x 512) / 4096 (auto_scale_lr in the schedule).
 # Data: --cfg-options train_dataloader.dataset.data_root=/path/to/imagenet
 _base_ = [
     '../_base_/models/cmae_vit-base-p16.py',
@@ -16,6 +16,5 @@ _base_ = [
 ]
 
 train_dataloader = dict(batch_size=512)  # per GPU
-auto_scale_lr = dict(base_batch_size=4096, enable=True)
 # the released configs' seed (a different seed per rank)
 randomness = dict(seed=60, diff_rank_seed=True)

@@ -1,22 +1,15 @@
-# CMAE ViT-B/16, 800 epochs: the released recipe with 800 epochs
+# CMAE ViT-B/16, 800 epochs: the 1600-epoch config with 800 epochs, as released
 # (github.com/ZhichengHuang/CMAE,
 # configs/pre-training/cmae/cmae_vit-base-p16_32xb128-coslr-800e_in1k.py).
 _base_ = './cmae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'
 
+max_epochs = 800
+# the same warm-up (40 epochs), then cosine to epoch 800
 param_scheduler = [
+    _base_.param_scheduler[0],
     dict(
-        type='LinearLR',
-        start_factor=1e-4,
-        by_epoch=True,
-        begin=0,
-        end=40,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        T_max=760,
-        by_epoch=True,
-        begin=40,
-        end=800,
-        convert_to_iter_based=True)
+        _base_.param_scheduler[1],
+        T_max=max_epochs - _base_.warmup_epochs,
+        end=max_epochs)
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=800)
+train_cfg = dict(max_epochs=max_epochs)

@@ -79,6 +79,9 @@ param_scheduler = [
         end=800)
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
+# enabled, unlike the recipes: the demo and its tests run this one process at batch 8
+# (factor 1); an extra process (or --cfg-options train_dataloader.batch_size) scales
+# the lr by (processes x batch) / 8
 auto_scale_lr = dict(base_batch_size=8, enable=True)
 log_processor = dict(by_epoch=False, window_size=10)
 default_hooks = dict(

@@ -5,21 +5,9 @@
 _base_ = ['./conmim_vit-base-p16_8xb256-amp-coslr-300e_in1k.py']
 
 max_epochs = 800
-warmup_epochs = 10  # released ViT-L command: --warmup_epochs 10
+# the schedule's warm-up (10 epochs, released ViT-L command), then cosine to epoch 800
 param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=1e-4,
-        by_epoch=True,
-        begin=0,
-        end=warmup_epochs,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        eta_min=1e-5,
-        by_epoch=True,
-        begin=warmup_epochs,
-        end=max_epochs,
-        convert_to_iter_based=True)
+    _base_.param_scheduler[0],
+    dict(_base_.param_scheduler[1], end=max_epochs)
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+train_cfg = dict(max_epochs=max_epochs)

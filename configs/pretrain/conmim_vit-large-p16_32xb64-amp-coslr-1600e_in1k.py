@@ -16,22 +16,11 @@ model = dict(
 # released command: 32 GPUs x 64 = 2048
 train_dataloader = dict(batch_size=64)
 
-max_epochs = 1600
-warmup_epochs = 10  # released ViT-L command: --warmup_epochs 10
+max_epochs = 1600  # released ViT-L command: --epochs 1600
+# the schedule's warm-up (released ViT-L command: --warmup_epochs 10), then cosine to
+# the last epoch
 param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=1e-4,
-        by_epoch=True,
-        begin=0,
-        end=warmup_epochs,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        eta_min=1e-5,
-        by_epoch=True,
-        begin=warmup_epochs,
-        end=max_epochs,
-        convert_to_iter_based=True)
+    _base_.param_scheduler[0],
+    dict(_base_.param_scheduler[1], end=max_epochs)
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+train_cfg = dict(max_epochs=max_epochs)

@@ -34,24 +34,16 @@ optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-3))
 
 max_epochs = 20
 warmup_epochs = 2
+# the ImageNet schedule's shape (linear warm-up, cosine to 1e-5), demo lengths
 param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=1e-2,
-        by_epoch=True,
-        begin=0,
-        end=warmup_epochs,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        eta_min=1e-5,
-        by_epoch=True,
-        begin=warmup_epochs,
-        end=max_epochs,
-        convert_to_iter_based=True)
+    dict(_base_.param_scheduler[0], start_factor=1e-2, end=warmup_epochs),
+    dict(_base_.param_scheduler[1], begin=warmup_epochs, end=max_epochs)
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+train_cfg = dict(max_epochs=max_epochs)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
     checkpoint=dict(type='SafeCheckpointHook', interval=max_epochs, max_keep_ckpts=1))
+# enabled, unlike the recipes: the demo and its tests run this one process at batch 8
+# (factor 1); an extra process (or --cfg-options train_dataloader.batch_size) scales
+# the lr by (processes x batch) / 8
 auto_scale_lr = dict(base_batch_size=8, enable=True)

@@ -12,8 +12,8 @@
 # pretraining checkpoint); model.backbone.init_cfg.encoder = 'online' | 'target'.
 # The 224-px position embedding is resized (bicubic) to the 32x32 grid on loading.
 _base_ = [
-    '../_base_/seg/default_runtime.py', '../_base_/seg/schedule_160k.py',
-    '../_base_/seg/ade20k.py'
+    '../_base_/default_runtime_seg.py', '../_base_/schedules/schedule_160k.py',
+    '../_base_/datasets/ade20k.py'
 ]
 
 pretrained = None  # path to a cmae_mm pretraining checkpoint
@@ -89,6 +89,7 @@ model = dict(
 # dtype='auto' and loss_scale='dynamic' (float16 + dynamic loss scaling on GPUs,
 # bfloat16 on CPUs); float32: tools/train.py --precision fp32.
 optim_wrapper = dict(
+    _delete_=True,  # the schedule base's SGD
     type='MixedPrecisionOptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='BackboneLayerDecayOptimWrapperConstructor',
@@ -111,3 +112,6 @@ param_scheduler = [
         end=160000,
         by_epoch=False),
 ]
+# 8 GPUs x 2 images (the dataset base). Opt-in as in OpenMMLab: with another number of
+# GPUs or per-GPU batch pass --auto-scale-lr (linear scaling rule).
+auto_scale_lr = dict(base_batch_size=16, enable=False)

@@ -21,12 +21,6 @@ model = dict(
 optim_wrapper = dict(optimizer=dict(lr=2e-5), paramwise_cfg=dict(layer_decay_rate=0.95))
 warmup_iters = 3000
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=warmup_iters),
-    dict(
-        type='PolyLR',
-        eta_min=0.0,
-        power=1.0,
-        begin=warmup_iters,
-        end=160000,
-        by_epoch=False),
+    dict(_base_.param_scheduler[0], end=warmup_iters),
+    dict(_base_.param_scheduler[1], begin=warmup_iters),
 ]

@@ -520,7 +520,7 @@ def stage_knn(ctx: Context) -> dict:
         opts += [f'{loader}.batch_size=8', f'{loader}.num_workers=0']
     ctx.run('knn', [
         'tools/analysis/knn_eval.py', CMAE_TINY, ckpt, '--data-config',
-        'configs/_base_/knn/imagenet.py', '--k', '5', '--bank-per-class', '4',
+        'configs/_base_/datasets/imagenet_knn.py', '--k', '5', '--bank-per-class', '4',
         '--work-dir', work, '--cfg-options', *opts
     ], ctx.limits['knn'])
     with open(osp.join(work, 'knn_metrics.json')) as f:

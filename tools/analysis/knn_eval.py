@@ -7,11 +7,12 @@
 
 CONFIG builds the model (any cmae_mm pretraining config: CMAE, ConMIM, MAE);
 CHECKPOINT is its checkpoint, or ``random`` to evaluate the initialisation. The data
-come from ``--data-config``: a k-NN config of ``configs/_base_/knn/`` or any MMPretrain
-classification dataset config (its ``train_dataloader`` dataset is the bank, read with
-the ``val_dataloader`` pipeline; ``val_dataloader`` gives the queries); without it,
-from CONFIG's own ``val_cfg`` (the study configs). Prints the metrics and writes them
-(JSON) to WORK_DIR/knn_metrics.json. Distributed as tools/test.py (dist_test.sh).
+come from ``--data-config``: a k-NN config of ``configs/_base_/datasets/*_knn.py`` or
+any MMPretrain classification dataset config (its ``train_dataloader`` dataset is the
+bank, read with the ``val_dataloader`` pipeline; ``val_dataloader`` gives the
+queries); without it, from CONFIG's own ``val_cfg`` (the study configs). Prints the
+metrics and writes them (JSON) to WORK_DIR/knn_metrics.json. Distributed as
+tools/test.py (dist_test.sh).
 """
 import argparse
 import copy
@@ -63,7 +64,7 @@ def knn_settings(data: Config) -> dict:
         raise SystemExit(
             'the data config needs train_dataloader (the bank) and val_dataloader '
             '(the queries), as MMPretrain classification dataset configs have, or '
-            "a val_cfg of type 'KNNValLoop' (configs/_base_/knn/).")
+            "a val_cfg of type 'KNNValLoop' (configs/_base_/datasets/*_knn.py).")
     bank = copy.deepcopy(data.train_dataloader)
     bank.dataset.pipeline = copy.deepcopy(queries.dataset.pipeline)
     bank.sampler = dict(type='DefaultSampler', shuffle=False)
@@ -93,7 +94,7 @@ def main() -> None:
     elif cfg.get('val_cfg', {}).get('type') != 'KNNValLoop':
         raise SystemExit(
             f'{args.config} has no k-NN evaluation data: pass --data-config, e.g. '
-            'configs/_base_/knn/imagenet.py or an MMPretrain classification '
+            'configs/_base_/datasets/imagenet_knn.py or an MMPretrain classification '
             'dataset config.')
     for key in ('k', 'temperature', 'feature', 'encoder', 'bank_per_class'):
         if getattr(args, key) is not None:

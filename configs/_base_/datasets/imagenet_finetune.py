@@ -2,6 +2,11 @@
 # configs/mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py).
 # Layout (MMPretrain's ImageNet): data_root/{train/<wnid>/*.JPEG, val/*.JPEG,
 # meta/{train,val}.txt} with lines "<relative path> <class index>".
+# Owned here, not inherited from MMPretrain's imagenet_bs64_swin_224.py (the base of
+# the MAE config above): its pipelines differ from the recipe's (LoadImageFromFile,
+# not SafeLoadImageFromFile; RandomResizedCrop; RandAugment pad_val and erasing
+# fill as MMPretrain's, no magnitude_std), its batch is 64 and its workers 5, so
+# every list and loader would be restated anyway.
 dataset_type = 'ImageNet'
 data_root = 'data/imagenet'
 bgr_mean = [103.53, 116.28, 123.675]
@@ -71,14 +76,11 @@ train_dataloader = dict(
     dataset=dict(
         type=dataset_type, data_root=data_root, split='train', pipeline=train_pipeline),
 )
+# the training loader's settings on the validation split, in order
 val_dataloader = dict(
-    batch_size=128,
-    num_workers=8,
-    persistent_workers=True,
+    train_dataloader,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type=dataset_type, data_root=data_root, split='val', pipeline=test_pipeline),
+    dataset=dict(train_dataloader['dataset'], split='val', pipeline=test_pipeline),
 )
 test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, 5))

@@ -2,6 +2,21 @@
 # configs/pre-training/cmae/cmae_vit-base-p16_32xb128-coslr-1600e_in1k.py,
 # cmae/models/) unless said otherwise; docs/recipes.md.
 temperature = 0.07  # tau of the InfoNCE loss
+# projector and predictor MLP: Linear(C->1536, bias) -> BN -> ReLU ->
+# Linear(1536->256, no bias). SyncBN as in MMPretrain's MoCo v3 configs; the Runner
+# turns it into BN in single-process runs (and tools/train.py in CPU-distributed ones)
+mlp = dict(
+    type='NonLinearNeck',
+    hid_channels=1536,
+    out_channels=256,
+    num_layers=2,
+    with_bias=True,
+    with_last_bn=False,
+    with_last_bias=False,
+    with_avg_pool=False,
+    # BN eps 1e-6: the release's NonLinearNeck default (cmae/models/necks/
+    # nonlinear_neck.py); PyTorch's default is 1e-5
+    norm_cfg=dict(type='SyncBN', eps=1e-6))
 model = dict(
     type='CMAE',
     data_preprocessor=dict(
@@ -45,36 +60,12 @@ model = dict(
         decoder_num_heads=16,
         mlp_ratio=4.),
     # projector: Linear(768->1536, bias) -> BN -> ReLU -> Linear(1536->256, no bias)
-    # SyncBN as in MMPretrain's MoCo v3 configs; the Runner turns it into BN in
-    # single-process runs (and tools/train.py in CPU-distributed ones)
-    projector=dict(
-        type='NonLinearNeck',
-        in_channels=768,
-        hid_channels=1536,
-        out_channels=256,
-        num_layers=2,
-        with_bias=True,
-        with_last_bn=False,
-        with_last_bias=False,
-        with_avg_pool=False,
-        # BN eps 1e-6: the release's NonLinearNeck default (cmae/models/necks/
-        # nonlinear_neck.py); PyTorch's default is 1e-5
-        norm_cfg=dict(type='SyncBN', eps=1e-6)),
+    projector=dict(mlp, in_channels=768),
     # predictor + one-directional InfoNCE with keys gathered from all processes;
     # loss_ct = 2 * tau * CE(q k^T / tau)
     contrastive_head=dict(
         type='MoCoV3Head',
-        predictor=dict(
-            type='NonLinearNeck',
-            in_channels=256,
-            hid_channels=1536,
-            out_channels=256,
-            num_layers=2,
-            with_bias=True,
-            with_last_bn=False,
-            with_last_bias=False,
-            with_avg_pool=False,
-            norm_cfg=dict(type='SyncBN', eps=1e-6)),
+        predictor=dict(mlp, in_channels=256),  # 256 -> 1536 -> 256, as the projector
         loss=dict(type='CrossEntropyLoss', loss_weight=2 * temperature),
         temperature=temperature),
     # EMA m = 0.996 constant (release MomentumUpdateHook(end_momentum=0.996) with

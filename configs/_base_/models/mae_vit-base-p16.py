@@ -1,30 +1,12 @@
-# MMPretrain's own MAE ViT-B/16 (type='MAE' from mmpretrain): the model of MMPretrain
-# 1.2.0's configs/mae/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py, restated here
-# (cross-package `_base_` inheritance breaks collate_fn, docs/software_stack.md).
+# MMPretrain's own MAE ViT-B/16 (type='MAE' from mmpretrain): MMPretrain 1.2.0's
+# configs/_base_/models/mae_vit-base-p16.py, inherited (a model base has no collate_fn,
+# so the `_scope_` that cross-package inheritance adds does no harm,
+# docs/software_stack.md), with the data preprocessor that MMPretrain keeps in its
+# dataset base (configs/_base_/datasets/imagenet_bs512_mae.py).
+_base_ = 'mmpretrain::_base_/models/mae_vit-base-p16.py'
 model = dict(
-    type='MAE',
     data_preprocessor=dict(
         type='SelfSupDataPreprocessor',
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
-        to_rgb=True),
-    backbone=dict(type='MAEViT', arch='b', patch_size=16, mask_ratio=0.75),
-    neck=dict(
-        type='MAEPretrainDecoder',
-        patch_size=16,
-        in_chans=3,
-        embed_dim=768,
-        decoder_embed_dim=512,
-        decoder_depth=8,
-        decoder_num_heads=16,
-        mlp_ratio=4.,
-    ),
-    head=dict(
-        type='MAEPretrainHead',
-        norm_pix=True,
-        patch_size=16,
-        loss=dict(type='PixelReconstructionLoss', criterion='L2')),
-    init_cfg=[
-        dict(type='Xavier', layer='Linear', distribution='uniform'),
-        dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
-    ])
+        to_rgb=True))

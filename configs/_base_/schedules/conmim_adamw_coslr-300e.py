@@ -46,6 +46,7 @@ param_scheduler = [
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 
-# lr above is for a global batch of 2048: with another number of GPUs or per-GPU
-# batch the Runner scales it linearly (enabled, as in every pretraining recipe)
-auto_scale_lr = dict(base_batch_size=2048, enable=True)
+# lr above is for the global batch of 2048 (32 GPUs x 64 in the released command,
+# 8 x 256 here). Opt-in as in OpenMMLab: with another number of GPUs or per-GPU batch
+# pass --auto-scale-lr and the Runner scales the lr linearly.
+auto_scale_lr = dict(base_batch_size=2048, enable=False)

@@ -1,7 +1,9 @@
 # The Fashion-MNIST study (docs/fashion_mnist_study.md): MAE, CMAE and ConMIM with the
 # same tiny ViT, resolution, data, optimizer, epochs and number of updates; only the
 # algorithm (views, masking, losses) differs, each as its recipe scaled to 32 px.
-_base_ = ['../../_base_/default_runtime.py', '../../_base_/knn/fashion_mnist.py']
+_base_ = [
+    '../../_base_/default_runtime.py', '../../_base_/datasets/fashion_mnist_knn.py'
+]
 
 # encoder: ViT with 192-d tokens, 4 blocks, 3 heads, patch 4 on 32 px (8 x 8 patches)
 img_size, patch_size, num_patches = 32, 4, 64

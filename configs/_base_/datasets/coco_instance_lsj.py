@@ -1,11 +1,11 @@
 # COCO 2017 instance segmentation with large-scale jitter at 1024 (ViTDet,
-# docs/recipes.md).
-# Pipelines as in MMDetection's projects/ViTDet/configs/lsj-100e_coco-instance.py,
-# except the test-time padding (moved to the data preprocessor, see below).
-# Layout under data_root: train2017/, val2017/,
-# annotations/instances_{train,val}2017.json
-dataset_type = 'CocoDataset'
-data_root = 'data/coco/'
+# docs/recipes.md): MMDetection 3.3.0's configs/_base_/datasets/coco_instance.py
+# (layout under data_root: train2017/, val2017/,
+# annotations/instances_{train,val}2017.json; loaders, CocoMetric) inherited, with the
+# pipelines of MMDetection's projects/ViTDet/configs/lsj-100e_coco-instance.py (not
+# installed with the package, hence stated here), except the test-time padding (moved
+# to the data preprocessor, see below).
+_base_ = 'mmdet::_base_/datasets/coco_instance.py'
 image_size = (1024, 1024)  # docs/recipes.md
 backend_args = None
 
@@ -30,7 +30,8 @@ test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=image_size, keep_ratio=True),
     # no Pad here: the model's data preprocessor pads to the 1024 square
-    # (see mask-rcnn_vitdet.py), keeping img_shape the resized image's
+    # (models/mask-rcnn_vit-base-p16_vitdet.py), keeping img_shape the resized
+    # image's
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(
         type='PackDetInputs',
@@ -42,36 +43,7 @@ train_dataloader = dict(
     # (x 16 GPUs = 64); the recipe configs accumulate 2 iterations on 8 GPUs = 64
     batch_size=4,
     num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='annotations/instances_train2017.json',
-        data_prefix=dict(img='train2017/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=32),
-        pipeline=train_pipeline,
-        backend_args=backend_args))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='annotations/instances_val2017.json',
-        data_prefix=dict(img='val2017/'),
-        test_mode=True,
-        pipeline=test_pipeline,
-        backend_args=backend_args))
+    batch_sampler=None,  # LSJ crops are square: no aspect-ratio grouping
+    dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-
-val_evaluator = dict(
-    type='CocoMetric',
-    ann_file=data_root + 'annotations/instances_val2017.json',
-    metric=['bbox', 'segm'],
-    format_only=False,
-    backend_args=backend_args)
-test_evaluator = val_evaluator

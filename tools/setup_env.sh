@@ -255,7 +255,7 @@ mmcv_without_ops() {  # demo profile: pure Python, distribution name `mmcv`
     exit 1
   }
   MMCV_WHEEL=$(tail -1 "$NOOPS_OUT")
-  log "    $MMCV_WHEEL ready (installed in 4.)"
+  log "    $MMCV_WHEEL ready (built or reused while 2/4 ran; installed in 4/4)"
   rm -f "$KEY_FILE"
 }
 

@@ -193,7 +193,6 @@ mmcv_with_ops() {  # full profile: compiled ops (CPU, or CUDA on a GPU machine),
     fi
   fi
   WHEEL_DIR="$CACHE/wheels/$MMCV_KEY"
-  KEY_FILE="$VENV/.cmae_mm_mmcv_key"
   mmcv_installed() {  # the right mmcv is installed: with CUDA ops, for these architectures
     "$VPY" -c "import mmcv, mmcv._ext, sys; sys.exit(mmcv.__version__ != '$MMCV_VERSION')" \
       2>/dev/null || return 1

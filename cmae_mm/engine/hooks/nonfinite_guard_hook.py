@@ -9,6 +9,7 @@ from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper
 from mmengine.registry import HOOKS
 
+from ..checkpoint import non_finite_tensors
 from .target_update_hook import STEP_SKIPPED_KEY
 
 
@@ -133,10 +134,7 @@ class NonFiniteGuardHook(Hook):
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if not self.check_checkpoint:
             return
-        bad = [
-            k for k, v in checkpoint.get('state_dict', {}).items() if torch.is_tensor(v)
-            and v.is_floating_point() and not torch.isfinite(v).all()
-        ]
+        bad = non_finite_tensors(checkpoint.get('state_dict', {}))
         if bad:
             raise FloatingPointError(
                 f'Refusing to save a checkpoint at iteration {runner.iter}: '

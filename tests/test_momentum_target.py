@@ -203,3 +203,31 @@ def test_a_subclass_that_forgets_the_target_is_told_how_to_fix_it():
     NoBuild.target_modules = ('backbone', 'projector')
     with pytest.raises(AttributeError, match='not built'):
         model.build_target()
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_the_fused_ema_equals_the_per_tensor_formula(dtype):
+    """The multi-tensor update gives theta_t <- m theta_t + (1 - m) theta_s for every
+    parameter, as the per-tensor loop it replaced (to rounding), with the cosine m,
+    and leaves the buffers alone."""
+    from cmae_mm.models.utils import MomentumTarget
+    torch.manual_seed(0)
+    online = nn.Sequential(nn.Linear(7, 5), nn.BatchNorm1d(5), nn.Linear(5,
+                                                                         3)).to(dtype)
+    target = MomentumTarget(online, momentum=0.01, end_momentum=0.0)
+    with torch.no_grad():  # the online modules moved away from the copy
+        for p in online.parameters():
+            p.add_(torch.randn_like(p))
+        target.module[1].running_mean.fill_(3.)
+    before = {n: p.clone() for n, p in target.module.named_parameters()}
+    cur, total = 37, 100
+    m = 1 - (1 - 0.99) * (math.cos(math.pi * cur / total) + 1) / 2
+    target.update_parameters(online, cur, total)
+    eps = torch.finfo(dtype).eps
+    for name, src in online.named_parameters():
+        expect = before[name] * m + src.detach() * (1 - m)  # independent formula
+        got = dict(target.module.named_parameters())[name]
+        torch.testing.assert_close(got, expect, rtol=4 * eps, atol=4 * eps)
+        assert not torch.equal(got, before[name])
+    assert int(target.steps) == 1
+    assert torch.all(target.module[1].running_mean == 3.)  # buffers untouched

@@ -22,6 +22,9 @@ class MomentumTarget(BaseAveragedModel):
 
     - the copy starts equal to the online modules (:meth:`copy_from`, called by the
       algorithm's ``init_weights``);
+    - the update is fused: ``torch._foreach_mul_`` / ``_foreach_add_`` over all
+      parameters (a few multi-tensor kernels instead of two per parameter, about 400
+      for ViT-B), with the same arithmetic as the per-tensor loop;
     - after every optimizer step, ``theta_t <- m_k theta_t + (1 - m_k) theta_s`` for
       **parameters only** (:meth:`update_parameters`, called by
       :class:`~cmae_mm.engine.hooks.TargetUpdateHook`). Buffers (BatchNorm running
@@ -89,8 +92,15 @@ class MomentumTarget(BaseAveragedModel):
         """
         m = self.ema_coefficient(cur_iter, max_iters)
         online = dict(model.named_parameters())
-        for name, target in self.avg_parameters.items():
-            target.mul_(m).add_(online[name].detach().to(target.device), alpha=1 - m)
+        targets = list(self.avg_parameters.values())
+        sources = [
+            online[name].detach().to(target.device)
+            for name, target in self.avg_parameters.items()
+        ]
+        # one fused multi-tensor kernel per op (a handful of launches instead of two
+        # per parameter); the same arithmetic as target.mul_(m).add_(s, alpha=1 - m)
+        torch._foreach_mul_(targets, m)
+        torch._foreach_add_(targets, sources, alpha=1 - m)
         self.steps += 1
 
 

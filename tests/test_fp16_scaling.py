@@ -383,3 +383,34 @@ def test_fp16_trains_and_resumes_with_the_saved_scale(tmp_path, photo_folder, ru
         assert again[i]['loss'] == logs[i]['loss'], i
     for k, v in ckpt4['state_dict'].items():
         assert torch.equal(v, ckpt4r['state_dict'][k]), k
+
+
+def test_guard_reads_its_flag_after_the_backward_pass_and_handles_accumulation():
+    """The guard's host read comes after the backward pass was launched (a gradient
+    hook sees the flag still unread), and a non-finite loss in an accumulation step
+    (no optimizer step) drops the accumulated gradients; the next update steps."""
+    model = TinyMomentumModel()
+    wrapper = build_optim_wrapper(
+        model, dict(optimizer=dict(type='SGD', lr=0.1), accumulative_counts=2))
+    wrapper.initialize_count_status(model, 0, 4)
+    hub = MessageHub.get_instance('guard_after_backward')
+    runner = SimpleNamespace(optim_wrapper=wrapper, message_hub=hub)
+    guard = NonFiniteGuardHook(action='skip')
+    guard.before_train(runner)
+    seen = []
+    model.online[0].weight.register_hook(
+        lambda g: seen.append(guard._finite is not None))
+
+    def loss_of(factor):
+        x = torch.randn(8, 6, generator=torch.Generator().manual_seed(1))
+        return model(x).pow(2).mean() * factor
+
+    before = model.online[0].weight.detach().clone()
+    wrapper.update_params(loss_of(float('nan')))  # accumulation step, non-finite
+    assert seen == [True]  # backward ran before the flag was read
+    assert hub.get_info('optimizer_step_skipped') is True
+    assert model.online[0].weight.grad is None or not model.online[0].weight.grad.any()
+    wrapper.update_params(loss_of(1.))  # the update step: finite, steps
+    assert hub.get_info('optimizer_step_skipped') is False
+    assert torch.isfinite(model.online[0].weight).all()
+    assert not torch.equal(model.online[0].weight, before)

@@ -20,10 +20,11 @@ class NonFiniteGuardHook(Hook):
     MMEngine's ``train_step`` computes the loss and calls
     ``optim_wrapper.update_params`` in one go, so the hook wraps ``update_params`` of
     the run's optim wrapper (any ``OptimWrapper`` subclass, mixed precision included)
-    when training starts: a loss that is not finite on any process skips the
-    backward pass and the step on every process (an all-reduced flag keeps DDP in
-    step), and sets the message-hub info ``'optimizer_step_skipped'`` (the target
-    update of :class:`TargetUpdateHook` skips too). Then, after the iteration:
+    and its ``step`` when training starts: a loss that is not finite on any process
+    skips the optimizer step on every process (an all-reduced flag keeps DDP in
+    step), its gradients are zeroed, and the message-hub info
+    ``'optimizer_step_skipped'`` is set (the target update of
+    :class:`TargetUpdateHook` skips too). Then, after the iteration:
 
     - ``action='stop'`` (default): raise ``FloatingPointError`` naming the iteration,
       every loss term and the learning rate. The weights are those of the last good
@@ -34,6 +35,11 @@ class NonFiniteGuardHook(Hook):
     Independently, ``before_save_checkpoint`` refuses to write a checkpoint whose
     model weights are not all finite, naming them, so a bad model is never saved and
     never rotates a good checkpoint out.
+
+    The flag is computed on the device and read on the host once per iteration,
+    after the backward pass is queued (just before the optimizer step, or after the
+    backward pass in an accumulation step), so the host never waits for the forward
+    pass before launching the backward one.
 
     fp16 training with dynamic loss scaling skips steps whose *gradients* overflow on
     its own; the guard looks at the loss only, so the two do not interfere.
@@ -61,6 +67,7 @@ class NonFiniteGuardHook(Hook):
         self.check_checkpoint = check_checkpoint
         self.consecutive = 0
         self._skipped = False
+        self._finite: Optional[torch.Tensor] = None
 
     # -- intercepting the update -------------------------------------------------
     def before_train(self, runner) -> None:
@@ -72,23 +79,36 @@ class NonFiniteGuardHook(Hook):
             return
         if getattr(wrapper, '_nonfinite_guarded', False):
             return
-        original = wrapper.update_params
+        original_update, original_step = wrapper.update_params, wrapper.step
         hub = runner.message_hub
 
         def update_params(loss: torch.Tensor, *args, **kwargs):
+            # the flag stays on the device until the backward pass is queued
             finite = torch.isfinite(loss.detach()).all().float()
             if is_distributed():
                 torch_dist.all_reduce(finite, op=torch_dist.ReduceOp.MIN)
-            self._skipped = not bool(finite.item())
-            hub.update_info(STEP_SKIPPED_KEY, self._skipped)
-            if self._skipped:
-                wrapper.zero_grad()
-                wrapper._inner_count += 1  # keep gradient accumulation in step
-                return
-            return original(loss, *args, **kwargs)
+            self._finite, self._skipped = finite, False
+            result = original_update(loss, *args, **kwargs)
+            if self._finite is not None:  # no optimizer step this time (accumulation)
+                if self._read_skip(hub):
+                    wrapper.zero_grad()  # drop the non-finite gradients
+            return result
 
-        wrapper.update_params = update_params
+        def step(**kwargs):
+            if self._finite is not None and self._read_skip(hub):
+                return  # no step; update_params then zeroes the gradients
+            return original_step(**kwargs)
+
+        wrapper.update_params, wrapper.step = update_params, step
         wrapper._nonfinite_guarded = True
+
+    def _read_skip(self, hub) -> bool:
+        """Read the loss's finiteness flag on the host (one synchronisation per
+        iteration, after the backward pass is queued) and publish the decision."""
+        self._skipped = not bool(self._finite.item())
+        self._finite = None
+        hub.update_info(STEP_SKIPPED_KEY, self._skipped)
+        return self._skipped
 
     def after_train_iter(self,
                          runner,

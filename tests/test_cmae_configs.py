@@ -96,10 +96,13 @@ def test_recipe_numbers(name, epochs, cos_tmax):
         ('CosineAnnealingLR', 40, epochs, cos_tmax)
     assert cfg.train_cfg.max_epochs == epochs
     assert cfg.randomness == dict(seed=60, diff_rank_seed=True)  # released seed
-    shift = [
-        t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'PixelShift'
-    ][0]
+    shift = [t for t in cfg.cpu_train_pipeline if t.type == 'PixelShift'][0]
     assert (shift.view_size, shift.max_shift) == (224, 31)
+    online, target = cfg.model.data_preprocessor.view_augments  # on the device
+    assert (online[0].size, online[0].max_shift) == (224, 0)
+    assert (target[0].size, target[0].max_shift) == (224, 31)
+    crop = cfg.train_dataloader.dataset.pipeline[1]
+    assert (crop.type, crop.scale) == ('FastRandomResizedCrop', 256)
 
 
 def test_mae_reference_builds(registry):
@@ -127,24 +130,34 @@ def _imagenet_list_root(tmp_path, photo_folder):
     return str(root)
 
 
-@pytest.mark.parametrize('layout', ['imagenet_list', 'plain_folder'])
-def test_datasets_load_real_images(registry, tmp_path, photo_folder, layout):
-    """ImageNet (ann_file list) and any plain folder (CustomDataset, no labels)."""
+@pytest.mark.parametrize('layout,where', [('imagenet_list', 'cpu'),
+                                          ('plain_folder', 'cpu'),
+                                          ('plain_folder', 'device')])
+def test_datasets_load_real_images(registry, tmp_path, photo_folder, layout, where):
+    """ImageNet (ann_file list) and any plain folder (CustomDataset, no labels); with
+    the augmentation on the device the workers deliver one 256 x 256 crop."""
     import numpy as np
     from mmpretrain.registry import DATASETS
+
+    from cmae_mm.models.data_preprocessors import select_train_pipeline
+    cfg = _cfg('cmae_vit-b.py')
+    select_train_pipeline(cfg, where)
+    ds_cfg = cfg.train_dataloader.dataset
     if layout == 'imagenet_list':
-        ds_cfg = _cfg('cmae_vit-b.py').train_dataloader.dataset
         assert ds_cfg.type == 'ImageNet' and ds_cfg.split == 'train'
         ds_cfg.data_root = _imagenet_list_root(tmp_path, photo_folder)
     else:
-        ds_cfg = _cfg('cmae_vit-b.py').train_dataloader.dataset
         ds_cfg.update(type='CustomDataset', data_root=photo_folder, with_label=False)
         ds_cfg.pop('split')
     ds = DATASETS.build(ds_cfg)
     assert len(ds) == 9
     np.random.seed(0)
     item = ds[0]
+    assert osp.isfile(item['data_samples'].img_path)
+    if where == 'device':
+        assert item['inputs'].shape == (3, 256, 256)
+        assert item['inputs'].dtype == torch.uint8
+        return
     online, target = item['inputs']
     assert online.shape == target.shape == (3, 224, 224)
-    assert osp.isfile(item['data_samples'].img_path)
     assert len(item['data_samples'].pixel_shift) == 2

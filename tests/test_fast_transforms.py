@@ -125,16 +125,23 @@ def test_contiguous_keeps_the_bytes():
     assert contiguous(img) is img
 
 
-@pytest.mark.parametrize('config', [
-    'configs/pretrain/cmae_vit-b.py',
-    'configs/pretrain/conmim_vit-base-p16_8xb256-amp-coslr-300e_in1k.py',
-    'configs/pretrain/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py',
+@pytest.mark.parametrize('config,pipeline', [
+    ('configs/pretrain/cmae_vit-b.py', 'train_pipeline'),
+    ('configs/pretrain/cmae_vit-b.py', 'cpu_train_pipeline'),
+    ('configs/pretrain/conmim_vit-base-p16_8xb256-amp-coslr-300e_in1k.py',
+     'train_pipeline'),
+    ('configs/pretrain/conmim_vit-base-p16_8xb256-amp-coslr-300e_in1k.py',
+     'cpu_train_pipeline'),
+    ('configs/pretrain/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py',
+     'train_pipeline'),
 ])
-def test_recipe_pipelines_equal_the_mmpretrain_transforms(config, photo_folder):
-    """The recipe's pipeline, and the same with each Fast* transform swapped back to
-    the MMPretrain / MMCV one, give the same tensors from the same seed."""
+def test_recipe_pipelines_equal_the_mmpretrain_transforms(config, pipeline,
+                                                          photo_folder):
+    """The recipe's pipelines (augmentation on the device: the workers' part; all on
+    the CPU), and the same with each Fast* transform swapped back to the MMPretrain /
+    MMCV one, give the same tensors from the same seed."""
     cfg = Config.fromfile(osp.join(REPO, config))
-    fast_cfg = cfg.train_dataloader.dataset.pipeline
+    fast_cfg = cfg[pipeline]
     original_cfg = copy.deepcopy(fast_cfg)
 
     def swap(node):

@@ -1,7 +1,8 @@
 """Train a model from an MMPretrain, MMSegmentation or MMDetection config.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [PATH]] [--overwrite]
-        [--amp] [--precision auto|fp32|fp16|bf16] [--auto-scale-lr]
+        [--amp] [--precision auto|fp32|fp16|bf16] [--auto-scale-lr] [--compile-blocks]
+        [--augment-on device|cpu]
         [--cfg-options KEY=VALUE ...]
         [--launcher none|pytorch|slurm|mpi] [--device auto|cuda|cpu]
 
@@ -32,6 +33,7 @@ from cmae_mm.engine.cuda_check import DEVICES
 from cmae_mm.engine.launch import finish_launch, prepare_launch
 from cmae_mm.engine.optimizers import PRECISIONS, set_precision
 from cmae_mm.engine.runner import CheckedRunner
+from cmae_mm.models.data_preprocessors import select_train_pipeline
 
 
 def parse_args() -> argparse.Namespace:
@@ -64,6 +66,19 @@ def parse_args() -> argparse.Namespace:
         '(plain OptimWrapper; loss_scale / dtype keys dropped)')
     parser.add_argument(
         '--no-validate', action='store_true', help='do not evaluate during training')
+    parser.add_argument(
+        '--compile-blocks',
+        action='store_true',
+        help='torch.compile every transformer block in place (compile_blocks=True; '
+        'a dict of torch.compile kwargs through --cfg-options; '
+        'docs/performance.md, "Compiled blocks")')
+    parser.add_argument(
+        '--augment-on',
+        choices=['device', 'cpu'],
+        help='where the pretraining augmentation runs: device (the config\'s '
+        'train_pipeline; the views are made batched in the data preprocessor) or cpu '
+        '(its cpu_train_pipeline: all of it in the DataLoader workers); default: the '
+        'pipeline the config names (docs/performance.md, "Augmentation on the device")')
     parser.add_argument(
         '--tensorboard',
         action='store_true',
@@ -126,8 +141,12 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
                 f'(docs/training.md, "Learning rate and batch"); '
                 f'{osp.basename(args.config)} has none.')
         cfg.auto_scale_lr.enable = True
+    if args.compile_blocks:  # before --cfg-options, which may give kwargs instead
+        cfg.compile_blocks = True
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if args.augment_on is not None:  # after --cfg-options (which may set the data)
+        select_train_pipeline(cfg, args.augment_on)
     if args.precision is not None:
         set_precision(cfg, args.precision, f'--precision {args.precision}')
     check_work_dir(cfg, args)

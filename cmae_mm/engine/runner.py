@@ -8,6 +8,7 @@ from typing import Dict, List, Optional
 import torch
 from mmengine.config import Config
 from mmengine.dist import broadcast, get_rank, get_world_size
+from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -106,6 +107,9 @@ def check_training_setup(runner: Runner, loader) -> None:
         return
     t, option, size = found
     size = tuple(size) if isinstance(size, (tuple, list)) else (size, ) * 2
+    view_sizes = getattr(model.data_preprocessor, 'view_sizes', None)
+    if view_sizes is not None and option == 'scale':  # views made on the device
+        t, option, size = model.data_preprocessor, 'view_augments', view_sizes(size)[0]
     if size != img_size:
         raise ValueError(
             f'The pipeline makes {size[0]}x{size[1]} views ({type(t).__name__}.'
@@ -178,6 +182,37 @@ def _set_bad_image_log(cfg, path: str) -> None:
             _set_bad_image_log(value, path)
 
 
+def apply_compile_blocks(cfg, model: torch.nn.Module) -> List[str]:
+    """The config's ``compile_blocks`` on a built model: False / None: nothing;
+    True: ``torch.compile``'s defaults; a dict: its kwargs
+    (:func:`cmae_mm.models.utils.compile_blocks`, in place). Returns the compiled
+    blocks' names. Refuses MMEngine's ``compile`` (the whole ``train_step``) with it;
+    ``compile`` alone is left to MMEngine, with a warning (docs/performance.md)."""
+    setting = cfg.get('compile_blocks', False)
+    whole_step = cfg.get('compile', None)
+    if whole_step and setting:
+        raise ValueError(
+            f'compile={whole_step!r} (MMEngine compiles the whole train_step) and '
+            f'compile_blocks={setting!r} (cmae_mm compiles the transformer blocks) '
+            f'are both set: choose one. compile_blocks is the one that works with '
+            f"MMEngine's optimizers (docs/performance.md, \"Compiled blocks\"): "
+            f'remove compile from the config (--cfg-options compile=None).')
+    if whole_step:
+        MMLogger.get_current_instance().warning(
+            "compile: MMEngine compiles the whole train_step; with MMEngine's "
+            "ConfigDict param groups Dynamo fails in the optimizer's step "
+            '(docs/performance.md, "Compiled blocks"). Use compile_blocks=True '
+            '(tools/train.py --compile-blocks) instead.')
+    if not setting:
+        return []
+    if setting is not True and not isinstance(setting, dict):
+        raise TypeError(
+            f'compile_blocks must be False, True or a dict of torch.compile kwargs '
+            f"(e.g. dict(mode='max-autotune', dynamic=False)), got {setting!r}.")
+    from ..models.utils.compile import compile_blocks  # engine -> models: lazy
+    return compile_blocks(model, **({} if setting is True else dict(setting)))
+
+
 @RUNNERS.register_module()
 class CheckedRunner(Runner):
     """MMEngine's ``Runner`` plus the safety checks of docs/reliability.md.
@@ -195,12 +230,22 @@ class CheckedRunner(Runner):
       draws are derived from (seed, rank, epoch, position), so a resume continues
       them exactly (:func:`~cmae_mm.engine.randomness.seed_train_samples`).
 
+    - ``compile_blocks`` in the config (True or ``torch.compile`` kwargs): the
+      model's transformer blocks are compiled in place once it is built
+      (:func:`apply_compile_blocks`).
     - Checkpoints are read weights-only: the allow-list of
       :func:`~cmae_mm.engine.checkpoint.allow_mmengine_checkpoint_globals` is
       installed before MMEngine loads or resumes one.
 
     ``tools/train.py`` uses it; configs may name it with ``runner_type``.
     """
+
+    def build_model(self, model) -> torch.nn.Module:
+        """MMEngine's ``build_model``, then the config's ``compile_blocks``
+        (:func:`apply_compile_blocks`; before DDP wrapping)."""
+        model = super().build_model(model)
+        apply_compile_blocks(self.cfg, model)
+        return model
 
     def build_train_loop(self, loop):
         if isinstance(self._train_dataloader, dict):

@@ -52,7 +52,9 @@ train_dataloader = dict(
         type='CustomDataset',
         data_root=data_root,
         with_label=False,
-        pipeline={{_base_.train_pipeline}}))
+        # all augmentation in the workers: on 2 CPU cores the main process is the
+        # bottleneck (docs/performance.md); --augment-on device moves it there
+        pipeline={{_base_.cpu_train_pipeline}}))
 
 max_iters = 800
 optim_wrapper = dict(

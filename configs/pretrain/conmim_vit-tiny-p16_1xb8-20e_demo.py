@@ -26,7 +26,9 @@ train_dataloader = dict(
         type='CustomDataset',
         data_root=data_root,
         with_label=False,
-        pipeline={{_base_.train_pipeline}}))
+        # all augmentation in the workers: on 2 CPU cores the main process is the
+        # bottleneck (docs/performance.md); --augment-on device moves it there
+        pipeline={{_base_.cpu_train_pipeline}}))
 
 # float32, as the CMAE demo (the tests compare against it); the ImageNet configs'
 # MixedPrecisionOptimWrapper: --precision auto (or --amp)

@@ -94,7 +94,11 @@ class ConMIM(MomentumTargetSelfSupervisor):
 
     def _patch_mask(self, data_samples: List[DataSample],
                     device: torch.device) -> torch.Tensor:
-        """Stack the per-image masks into a boolean (B, N) patch mask."""
+        """Stack the per-image masks into a boolean (B, N) patch mask.
+
+        :class:`~cmae_mm.models.data_preprocessors.MultiViewDataPreprocessor` has
+        moved them to the device as one tensor (views of it here); with another
+        preprocessor they move here, each on its own."""
         mask = torch.stack([ds.mask for ds in data_samples]).to(device)
         mask = mask.flatten(1).bool()
         num_patches = self.backbone.patch_resolution[0] * \

@@ -10,7 +10,29 @@
 dataset_type = 'ImageNet'
 data_root = 'data/imagenet/'
 
+# Where the augmentation runs (docs/performance.md, "Augmentation on the device").
+# Default, train_pipeline: the workers do what must happen per file (decode, the
+# shared crop and resize) and pack one 256 x 256 uint8 image per sample; the flip, the
+# two pixel-shifted 224 crops and the target view's colour jitter, grayscale and blur
+# run batched on the training device in the model's data preprocessor
+# (MultiViewDataPreprocessor in configs/_base_/models/cmae_vit-base-p16.py), with
+# per-sample parameters drawn from the same distributions.
 train_pipeline = [
+    dict(type='SafeLoadImageFromFile'),
+    dict(
+        type='FastRandomResizedCrop',
+        scale=256,
+        crop_ratio_range=(0.2, 1.0),
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(
+        type='PackInputs',
+        meta_keys=('sample_idx', 'img_path', 'ori_shape', 'img_shape')),
+]
+# The same augmentation all in the workers, as the release places it (the CPU
+# demo's choice; tools/train.py --augment-on cpu). The data preprocessor then only
+# normalises the two views.
+cpu_train_pipeline = [
     # BGR uint8; a bad file is skipped and listed (docs/reliability.md)
     dict(type='SafeLoadImageFromFile'),
     # shared by both views: one crop to 256 x 256 (scale 0.2-1.0, bicubic) + flip
@@ -62,6 +84,7 @@ train_dataloader = dict(
     batch_size=512,  # per GPU; 8 GPUs x 512 = 4096 (docs/recipes.md)
     num_workers=8,
     persistent_workers=True,
+    pin_memory=True,  # page-locked batches: asynchronous copies to the GPU
     sampler=dict(type='DefaultSampler', shuffle=True),
     drop_last=True,  # every batch full: BatchNorm in the projector needs >= 2
     collate_fn=dict(type='default_collate'),

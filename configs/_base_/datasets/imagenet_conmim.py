@@ -49,6 +49,13 @@ beit_block_mask_generator = dict(
     max_num_patches=None,
     min_num_patches=16)
 
+# Where the augmentation runs (docs/performance.md, "Augmentation on the device").
+# Default, train_pipeline: the workers decode, crop and resize (view_transforms[0]),
+# draw the mask and pack one 224 x 224 uint8 image per sample; the flip and the
+# target view's perturbation run batched on the training device in the model's data
+# preprocessor (MultiViewDataPreprocessor in
+# configs/_base_/models/conmim_vit-base-p16.py), with per-sample parameters drawn from
+# the same distributions.
 # The two views: one crop + flip shared by both (released: RandomResizedCrop 224, scale
 # 0.08-1, bicubic, flip p 0.5); view 0 = online (masked in the model, no further
 # augmentation), view 1 = target (full, strongly perturbed).
@@ -62,12 +69,20 @@ view_transforms = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='MultiView', num_views=[1, 1], transforms=[[], target_view_pipeline]),
 ]
-train_pipeline = [dict(type='SafeLoadImageFromFile')] + view_transforms + [
+train_pipeline = [dict(type='SafeLoadImageFromFile'), view_transforms[0]] + [
     simmim_mask_generator, dict(type='PackInputs')
 ]
-blockmask_train_pipeline = [dict(type='SafeLoadImageFromFile')] + view_transforms + [
+blockmask_train_pipeline = [dict(type='SafeLoadImageFromFile'), view_transforms[0]] + [
     beit_block_mask_generator, dict(type='PackInputs')
 ]
+# The same augmentation all in the workers, as the release places it (the CPU
+# demo's choice; tools/train.py --augment-on cpu): two views packed per sample, which
+# the data preprocessor only normalises.
+cpu_train_pipeline = [dict(type='SafeLoadImageFromFile')] + view_transforms + [
+    simmim_mask_generator, dict(type='PackInputs')
+]
+blockmask_cpu_train_pipeline = [dict(type='SafeLoadImageFromFile')] + \
+    view_transforms + [beit_block_mask_generator, dict(type='PackInputs')]
 
 # 8 GPUs x 256 = 2048 (the released ViT-L command's global batch, 32 x 64; for ViT-S/B
 # extrapolated: no ViT-S/B command was released)
@@ -75,6 +90,7 @@ train_dataloader = dict(
     batch_size=256,
     num_workers=8,
     persistent_workers=True,
+    pin_memory=True,  # page-locked batches: asynchronous copies to the GPU
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     drop_last=True,  # released: drop_last=True

@@ -17,6 +17,7 @@ train_dataloader = dict(
     batch_size=512,
     num_workers=8,
     persistent_workers=True,
+    pin_memory=True,  # page-locked batches: asynchronous copies to the GPU
     sampler=dict(type='DefaultSampler', shuffle=True),
     drop_last=True,
     collate_fn=dict(type='default_collate'),

@@ -19,11 +19,38 @@ mlp = dict(
     norm_cfg=dict(type='SyncBN', eps=1e-6))
 model = dict(
     type='CMAE',
+    # the views of CMAE's pixel shifting (release cmae/datasets/cmae_dataset.py), made
+    # on the device from the pipeline's one 256 x 256 crop per image
+    # (configs/_base_/datasets/imagenet_cmae.py train_pipeline): flip p 0.5; online
+    # view = the top-left 224 crop; target view = the 224 crop shifted by 0..31 px per
+    # axis, ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8, grayscale p 0.2, Gaussian blur
+    # sigma 0.1-2.0 p 0.5. With cpu_train_pipeline the views come made and are only
+    # normalised.
     data_preprocessor=dict(
-        type='SelfSupDataPreprocessor',
+        type='MultiViewDataPreprocessor',
         mean=[123.675, 116.28, 103.53],  # RGB, ImageNet
         std=[58.395, 57.12, 57.375],
-        to_rgb=True),  # images are loaded BGR
+        to_rgb=True,  # images are loaded BGR
+        shared_augments=[dict(type='BatchRandomFlip', prob=0.5)],
+        view_augments=[
+            [dict(type='BatchShiftedCrop', size=224, max_shift=0)],
+            [
+                dict(type='BatchShiftedCrop', size=224, max_shift=31),
+                dict(
+                    type='BatchColorJitter',
+                    brightness=0.4,
+                    contrast=0.4,
+                    saturation=0.4,
+                    hue=0.1,
+                    prob=0.8),
+                # RGB order here: the CPU pipeline's BGR (0.114, 0.587, 0.2989)
+                dict(
+                    type='BatchRandomGrayscale',
+                    prob=0.2,
+                    channel_weights=(0.2989, 0.587, 0.114)),
+                dict(type='BatchGaussianBlur', sigma_range=(0.1, 2.0), prob=0.5),
+            ],
+        ]),
     # online encoder: ViT-B/16, LN eps 1e-6, fixed sin-cos pos embed, final LN;
     # masks 65 % of 2x2-patch units -> 17 of 49 units = 68 visible patches
     backbone=dict(

@@ -1,10 +1,37 @@
 # ConMIM with a ViT-B/16 encoder (github.com/TencentARC/ConMIM: modeling_pretrain.py,
 # engine_for_pretraining.py, run_conmim_pretraining.py; docs/recipes.md).
+# The two views (released datasets.py DataAugmentationForConMIM), made on the device
+# from the pipeline's one 224 x 224 crop per image
+# (configs/_base_/datasets/imagenet_conmim.py train_pipeline): flip p 0.5; view 0 =
+# the crop (masked in the model); view 1 = the crop strongly perturbed
+# (patch_transform_hard): ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8, grayscale p 0.2,
+# Gaussian blur sigma 0.1-2.0 p 0.1, solarize at 128 p 0.2. With cpu_train_pipeline the
+# views come made and are only normalised.
 data_preprocessor = dict(
-    type='SelfSupDataPreprocessor',
+    type='MultiViewDataPreprocessor',
     mean=[123.675, 116.28, 103.53],  # released --imagenet_default_mean_and_std
     std=[58.395, 57.12, 57.375],
-    to_rgb=True)
+    to_rgb=True,
+    shared_augments=[dict(type='BatchRandomFlip', prob=0.5)],
+    view_augments=[
+        [],
+        [
+            dict(
+                type='BatchColorJitter',
+                brightness=0.4,
+                contrast=0.4,
+                saturation=0.2,
+                hue=0.1,
+                prob=0.8),
+            # RGB order here: the CPU pipeline's BGR (0.114, 0.587, 0.2989)
+            dict(
+                type='BatchRandomGrayscale',
+                prob=0.2,
+                channel_weights=(0.2989, 0.587, 0.114)),
+            dict(type='BatchGaussianBlur', sigma_range=(0.1, 2.0), prob=0.1),
+            dict(type='BatchSolarize', thr=128, prob=0.2),
+        ],
+    ])
 
 model = dict(
     type='ConMIM',

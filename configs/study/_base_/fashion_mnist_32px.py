@@ -15,8 +15,12 @@ vit_arch = dict(
     num_heads=3,
     feedforward_channels=768)
 # per-channel statistics of the 60,000 training images (gray, so equal)
-fmnist_preprocessor = dict(
-    type='SelfSupDataPreprocessor', mean=[72.94] * 3, std=[90.02] * 3, to_rgb=True)
+fmnist_preprocessor = dict(  # replaces the recipes' (the study augments on the CPU)
+    _delete_=True,
+    type='SelfSupDataPreprocessor',
+    mean=[72.94] * 3,
+    std=[90.02] * 3,
+    to_rgb=True)
 
 # Budget (docs/fashion_mnist_study.md): pretraining on the first 16,000 of the 60,000
 # training images (about 1,600 per class), batch 128, 5 epochs = 625 updates per

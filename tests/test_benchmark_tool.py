@@ -3,7 +3,9 @@ probe resets, its JPEGs are ImageNet-sized; the CPU allocator tuning removes the
 faults it is for (counted, not timed)."""
 import importlib.util
 import json
+import math
 import os.path as osp
+import statistics
 import subprocess
 import sys
 
@@ -13,6 +15,7 @@ import pytest
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY_CMAE = 'configs/pretrain/cmae_vit-tiny-p16_1xb8-800iter_demo.py'
 CONMIM_B = 'configs/pretrain/conmim_vit-base-p16_8xb256-amp-coslr-300e_in1k.py'
+MAE_B = 'configs/pretrain/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'
 
 
 def _run_script(tmp_path, text: str, *args: str, **env: str) -> str:
@@ -100,16 +103,52 @@ def test_peak_memory_is_reset_before_measuring(tmp_path):
     assert during < before + 250 * 2**20, (before, during)
 
 
-def test_pipeline_benchmark_on_imagenet_sized_jpegs(bench, tmp_path):
+def test_pipeline_benchmark_on_imagenet_sized_jpegs(bench, tmp_path, capsys):
     files = bench.write_imagenet_sized_jpegs(str(tmp_path))
     shapes = {cv2.imread(f).shape for f in files}
     assert len(files) == 18 and shapes == {(375, 500, 3), (500, 375, 3)}
+    out = str(tmp_path / 'rows.json')
     rows = bench.main([
-        osp.join(REPO, 'configs/pretrain/cmae_vit-b.py'), '--pipeline', '--images', '6',
-        '--repeats', '2'
+        osp.join(REPO, 'configs/pretrain/cmae_vit-b.py'),
+        osp.join(REPO, MAE_B), '--pipeline', '--images', '6', '--repeats', '2',
+        '--batch', '2', '--json', out
     ])
-    assert rows[0]['config'] == 'cmae_vit-b.py' and len(rows[0]['rates']) == 2
-    assert rows[0]['best_images_per_s_per_core'] >= rows[0]['images_per_s_per_core'] > 0
+    assert json.load(open(out)) == json.loads(json.dumps(rows))
+    cmae, mae = rows
+    assert cmae['config'] == 'cmae_vit-b.py' and len(cmae['rates']) == 2
+    for r in rows:
+        # the CPU part: the config's train_dataloader.dataset.pipeline
+        assert r['best_images_per_s_per_core'] >= r['images_per_s_per_core'] > 0
+        # the device part: the config's data preprocessor on a collated batch
+        dev = r['device_part']
+        assert dev['device'] == 'cpu' and dev['batch'] == 2 and len(dev['times']) == 5
+        assert dev['ms_per_image'] == pytest.approx(
+            statistics.median(dev['times']) * 1e3 / 2)
+        assert dev['images_per_s'] == pytest.approx(1e3 / dev['ms_per_image'])
+    assert mae['device_part']['preprocessor'] == 'SelfSupDataPreprocessor'
+    assert mae['all_cpu'] is None  # MAE has one pipeline
+    # CMAE's "before" row: the whole augmentation in the worker, slower
+    assert 0 < cmae['all_cpu']['images_per_s_per_core']
+    assert mae['vs_mae'] == 1.0
+    assert cmae['vs_mae'] == pytest.approx(cmae['images_per_s_per_core'] /
+                                           mae['images_per_s_per_core'])
+    table = capsys.readouterr().out
+    for column in ('CPU img/s/core', 'vs MAE', 'all-CPU img/s/core', 'device ms/img'):
+        assert column in table
+    assert f'{mae["device_part"]["ms_per_image"]:13.3f}' in table
+
+
+@pytest.mark.e2e
+def test_compile_means_compiled_blocks(bench):
+    """--compile: every transformer block compiled in place (compile_blocks), the
+    compiling iteration timed apart (e2e: Inductor compiles for about a minute)."""
+    row, = bench.main([
+        osp.join(REPO, TINY_CMAE), '--compile', '--iters', '1', '--warmup', '0',
+        '--batch', '2', '--peak-size', '256'
+    ])
+    assert row['compiled_blocks'] == 11  # encoder 4, decoders 2 + 1, target 4
+    assert row['compile_s'] > 0 and row['images_per_s'] > 0
+    assert math.isfinite(row['loss'])
 
 
 FAULTS = r'''

@@ -39,3 +39,9 @@ randomness = dict(_delete_=True, seed=0, diff_rank_seed=True)
 # any number of DataLoader workers, continued exactly by a resume (CheckedRunner,
 # i.e. tools/train.py; docs/training.md, "Randomness across ranks and resumes")
 train_sample_seeding = True
+# torch.compile each transformer block in place (state-dict names unchanged):
+# True, or a dict of torch.compile kwargs, e.g. dict(mode='max-autotune',
+# dynamic=False); tools/train.py --compile-blocks. MMEngine's compile=True (the whole
+# train_step) fails on these configs and is refused with it (docs/performance.md,
+# "Compiled blocks")
+compile_blocks = False

@@ -4,7 +4,7 @@
         [--precision fp32 bf16 ...] [--batch 8] [--iters 5] [--warmup 2]
         [--compile] [--profile] [--threads N] [--json FILE] [--cfg-options k=v ...]
     python tools/analysis/benchmark_pretrain.py CONFIG [CONFIG ...] --pipeline
-        [--images 300] [--repeats 5]
+        [--images 300] [--repeats 5] [--batch 8] [--profile] [--json FILE]
 
 A CONFIG may carry its own overrides after ``::``, so that variants run side by side
 in one process, e.g. ConMIM with MMPretrain's hand-written attention::
@@ -41,21 +41,36 @@ scikit-image. Reported per row:
 
 On a CPU the tool tunes glibc malloc as ``tools/train.py`` does
 (``cmae_mm/engine/cpu_allocator.py``; ``--default-malloc`` leaves it alone).
-``--compile`` wraps ``model.train_step`` in ``torch.compile`` exactly as MMEngine's
-Runner does for ``compile=True`` (``Runner._maybe_compile``); the first (compiling)
-iteration's time is reported. With torch 2.14 / MMEngine 0.10.7 this fails in Dynamo
-on MMEngine's ``ConfigDict`` param groups (docs/performance.md); the option is kept to
-check later versions. ``--profile`` adds a ``torch.profiler`` table of one
+``--compile`` compiles every transformer block of the model in place, as a config's
+``compile_blocks = True`` does in ``CheckedRunner``
+(:func:`cmae_mm.models.utils.compile_blocks`: ``torch.compile``'s defaults; MMEngine's
+``compile=True``, the whole ``train_step``, fails on these configs:
+docs/performance.md, "Compiled blocks"); the first (compiling) iteration's seconds
+are the ``compile s`` column. ``--profile`` adds a ``torch.profiler`` table of one
 more iteration per row: the operators by self time and the share of matrix products;
 with ``--pipeline``, the milliseconds per image spent in each transform.
 
-**Data pipeline** (``--pipeline``): each config's ``train_dataloader.dataset
-.pipeline``, from file to packed tensors, in this process on one core (torch, OpenCV
-and OpenMP limited to 1 thread) on ImageNet-sized JPEGs (500 x 375 and 375 x 500,
-quality 90) that it writes from the bundled photographs; images/s per core, median
-and best of ``--repeats`` passes of ``--images`` images. A DataLoader worker is one
-such process, so a GPU that trains at R images/s needs about R / (this rate) loader
-cores (docs/performance.md).
+**Data pipeline** (``--pipeline``), per config, in one table (and ``--json``):
+
+- the CPU part: ``train_dataloader.dataset.pipeline`` as the config runs it (with
+  augmentation on the device: decode, crop, resize, pack), from file to packed
+  tensors, in this process on one core (torch, OpenCV and OpenMP limited to 1
+  thread) on ImageNet-sized JPEGs (500 x 375 and 375 x 500, quality 90) that it
+  writes from the bundled photographs; images/s per core, median and best of
+  ``--repeats`` passes of ``--images`` images; ``vs MAE``: that rate over the rate of
+  the first MAE config (``mae_*``) of the run (decode, one crop, flip: the floor of
+  CPU work per image);
+- the all-CPU variant: the same for ``cpu_train_pipeline`` where the config defines
+  one that differs (the whole augmentation in the workers: the "before" row);
+- the device part: ``model.data_preprocessor`` (built with MMPretrain's ``MODELS``)
+  on the device MMEngine picks, called with ``training=True`` on ``--batch`` outputs
+  of the CPU part collated by the config's ``collate_fn`` (page-locked on a GPU
+  where the config pins memory): ms per image and images/s, median of at least 5
+  calls after 3 (on a CPU, one thread). For a ``SelfSupDataPreprocessor`` this is
+  the copy and normalisation only.
+
+A DataLoader worker is one such process, so a GPU that trains at R images/s needs
+about R / (the CPU-part rate) loader cores (docs/performance.md).
 """
 import argparse
 import os.path as osp
@@ -91,12 +106,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=['fp32'],
         choices=sorted(PEAK_DTYPES),
         help='precisions to train in (as tools/train.py --precision)')
-    parser.add_argument('--batch', type=int, default=8, help='images per batch')
+    parser.add_argument(
+        '--batch',
+        type=int,
+        default=8,
+        help='images per batch (training; --pipeline: the device part)')
     parser.add_argument(
         '--iters', type=int, default=5, help='timed iterations (median reported)')
     parser.add_argument('--warmup', type=int, default=2, help='untimed iterations')
     parser.add_argument(
-        '--compile', action='store_true', help='torch.compile the train step')
+        '--compile',
+        action='store_true',
+        help='torch.compile every transformer block in place (compile_blocks=True)')
     parser.add_argument(
         '--profile', action='store_true', help='profile one more iteration per row')
     parser.add_argument(
@@ -240,10 +261,14 @@ def build_batch(cfg, batch: int, files: list) -> dict:
     return default_collate(items)
 
 
-def build_pipeline(cfg):
+def build_pipeline(cfg, transforms: list = None):
+    """``transforms`` (default: the config's ``train_dataloader.dataset.pipeline``)
+    as a ``Compose``."""
     from mmengine.dataset import Compose
     from mmengine.registry import TRANSFORMS
-    return Compose([TRANSFORMS.build(t) for t in cfg.train_dataloader.dataset.pipeline])
+    if transforms is None:
+        transforms = cfg.train_dataloader.dataset.pipeline
+    return Compose([TRANSFORMS.build(t) for t in transforms])
 
 
 def count_flops(model, data: dict) -> int:
@@ -305,12 +330,12 @@ def benchmark_train(label: str, cfg, precision: str, args, files: list,
                     device: str) -> dict:
     import copy
 
-    import torch
     from mmengine.logging import MessageHub
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import DefaultScope, init_default_scope
 
     from cmae_mm.engine.optimizers import set_precision
+    from cmae_mm.models.utils import compile_blocks
     cfg = copy.deepcopy(cfg)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     set_precision(cfg, precision, f'--precision {precision}')
@@ -332,8 +357,8 @@ def benchmark_train(label: str, cfg, precision: str, args, files: list,
         return row
     compile_s = None
     if args.compile:
-        # as MMEngine's Runner._maybe_compile('train_step') for cfg.compile=True
-        model.train_step = torch.compile(model.train_step)
+        # as CheckedRunner for compile_blocks=True: every transformer block, in place
+        row['compiled_blocks'] = len(compile_blocks(model))
         t0 = time.perf_counter()
         train_iteration(model, data, optim_wrapper, device)
         compile_s = time.perf_counter() - t0
@@ -426,13 +451,13 @@ def time_transforms(pipeline, prefix: str = '', seconds: dict = None) -> dict:
     return seconds
 
 
-def benchmark_pipeline(label: str, cfg, args, files: list) -> dict:
-    """Images per second per core of ``cfg``'s training pipeline, one thread."""
+def time_pipeline(label: str, cfg, transforms: list, args, files: list) -> dict:
+    """Images per second per core of the pipeline ``transforms`` (one thread)."""
     import numpy as np
     from mmengine.registry import DefaultScope, init_default_scope
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
-        pipeline = build_pipeline(cfg)
+        pipeline = build_pipeline(cfg, transforms)
     np.random.seed(args.seed)
     for i in range(20):  # warm the file cache and the libraries
         pipeline(dict(img_path=files[i % len(files)], sample_idx=i))
@@ -446,7 +471,6 @@ def benchmark_pipeline(label: str, cfg, args, files: list) -> dict:
         rates.append(args.images / (time.perf_counter() - t0))
         cpu_rates.append(args.images / (time.process_time() - c0))
     return dict(
-        config=label,
         images=args.images,
         repeats=args.repeats,
         images_per_s_per_core=statistics.median(rates),
@@ -457,6 +481,88 @@ def benchmark_pipeline(label: str, cfg, args, files: list) -> dict:
             k: v * 1e3 / (args.repeats * args.images)
             for k, v in seconds.items()
         })
+
+
+def build_collate(cfg):
+    """The config's ``train_dataloader.collate_fn``, as MMEngine's
+    ``Runner.build_dataloader`` builds it (default ``pseudo_collate``)."""
+    import functools
+
+    from mmengine.registry import FUNCTIONS
+    collate_cfg = dict(
+        cfg.train_dataloader.get('collate_fn') or dict(type='pseudo_collate'))
+    collate = collate_cfg.pop('type')
+    if isinstance(collate, str):
+        collate = FUNCTIONS.get(collate)
+    return functools.partial(collate, **collate_cfg)
+
+
+def time_device_part(label: str, cfg, args, files: list, device: str) -> dict:
+    """Seconds of ``cfg.model.data_preprocessor(batch, training=True)`` on
+    ``device``: a batch of ``--batch`` outputs of the config's training pipeline,
+    collated by its ``collate_fn`` (page-locked where the config's DataLoader pins
+    memory and the device is a GPU); median of ``max(--repeats, 5)`` calls after 3."""
+    import numpy as np
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    from torch.utils.data._utils.pin_memory import pin_memory
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        pipeline = build_pipeline(cfg)
+        preprocessor = MODELS.build(cfg.model.data_preprocessor).to(device)
+        collate = build_collate(cfg)
+    np.random.seed(args.seed)
+    data = collate([
+        pipeline(dict(img_path=files[i % len(files)], sample_idx=i))
+        for i in range(args.batch)
+    ])
+    if device.startswith('cuda') and cfg.train_dataloader.get('pin_memory'):
+        data = pin_memory(data)
+    for _ in range(3):
+        preprocessor(data, True)
+    synchronize(device)
+    times = []
+    for _ in range(max(args.repeats, 5)):
+        t0 = time.perf_counter()
+        preprocessor(data, True)
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    sec = statistics.median(times)
+    return dict(
+        preprocessor=type(preprocessor).__name__,
+        device=device,
+        device_name=device_name(device),
+        batch=args.batch,
+        times=times,
+        ms_per_image=sec * 1e3 / args.batch,
+        images_per_s=args.batch / sec)
+
+
+def benchmark_pipeline(label: str, cfg, args, files: list, device: str) -> dict:
+    """One row of ``--pipeline``: the CPU part (``train_dataloader.dataset
+    .pipeline``), the all-CPU variant (``cpu_train_pipeline`` where the config
+    defines a different one, else None) and the device part (the data
+    preprocessor)."""
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    row = dict(config=label, **time_pipeline(label, cfg, pipeline, args, files))
+    variant = cfg.get('cpu_train_pipeline')
+    row['all_cpu'] = None
+    if variant is not None and list(variant) != list(pipeline):
+        print(f'[benchmark] all-CPU variant of {label} ...', flush=True)
+        row['all_cpu'] = time_pipeline(label, cfg, variant, args, files)
+    row['device_part'] = time_device_part(label, cfg, args, files, device)
+    return row
+
+
+def add_mae_ratios(rows: list) -> None:
+    """``vs_mae``: each row's CPU-part rate / that of the first MAE config
+    (``mae_*``) of the run; None without one."""
+    mae = next(
+        (r
+         for r in rows if osp.basename(r['config'].split('::')[0]).startswith('mae_')),
+        None)
+    for r in rows:
+        r['vs_mae'] = (
+            r['images_per_s_per_core'] / mae['images_per_s_per_core'] if mae else None)
 
 
 def print_train(rows: list, args, device: str) -> None:
@@ -472,7 +578,7 @@ def print_train(rows: list, args, device: str) -> None:
           f'{torch.get_num_threads()} threads, batch {args.batch}; median of '
           f'{args.iters} train steps after {args.warmup} warm-up; peak = '
           f'{args.peak_size}^2 matmul in the same dtype (on a CPU float32 where faster)'
-          f'{"; torch.compile" if args.compile else ""}')
+          f'{"; compiled blocks" if args.compile else ""}')
     header = (f'{"config":58s} {"prec":4s} {"img/s":>7s} {"s/iter":>7s} '
               f'{"GFLOPs/img":>10s} {"GFLOP/s":>8s} {"peak":>7s} {"MFU":>6s} '
               f'{"mem GiB":>7s}' + (f' {"compile s":>9s}' if args.compile else ''))
@@ -500,21 +606,36 @@ def print_train(rows: list, args, device: str) -> None:
 
 
 def print_pipeline(rows: list, args) -> None:
-    print(f'\ndata pipeline, one core, {args.repeats} passes of {args.images} '
-          f'ImageNet-sized JPEGs (500x375 / 375x500)')
-    header = (f'{"config":58s} {"img/s/core (median)":>20s} {"best":>7s} '
-              f'{"per CPU-second":>15s}')
+
+    def num(value, fmt):
+        return '-' if value is None else format(value, fmt)
+
+    print(f'\ndata pipeline: CPU part (train_dataloader.dataset.pipeline) on one '
+          f'core, {args.repeats} passes of {args.images} ImageNet-sized JPEGs '
+          f'(500x375 / 375x500); all-CPU variant: cpu_train_pipeline where the config '
+          f'has a different one; device part: model.data_preprocessor(batch of '
+          f'{args.batch}, training=True; on a CPU, one thread)')
+    header = (f'{"config":52s} {"CPU img/s/core":>14s} {"best":>7s} {"vs MAE":>6s} '
+              f'{"all-CPU img/s/core":>18s} {"device ms/img":>13s} '
+              f'{"device img/s":>12s}  device')
     print(header)
     print('-' * len(header))
     for r in rows:
-        print(f'{r["config"][:58]:58s} {r["images_per_s_per_core"]:20.1f} '
-              f'{r["best_images_per_s_per_core"]:7.1f} {r["cpu_images_per_s"]:15.1f}')
+        dev = r['device_part']
+        all_cpu = r['all_cpu'] or {}
+        print(f'{r["config"][:52]:52s} {r["images_per_s_per_core"]:14.1f} '
+              f'{r["best_images_per_s_per_core"]:7.1f} {num(r["vs_mae"], "6.2f"):>6s} '
+              f'{num(all_cpu.get("images_per_s_per_core"), "18.1f"):>18s} '
+              f'{dev["ms_per_image"]:13.3f} {dev["images_per_s"]:12.1f}  '
+              f'{dev["preprocessor"]} on {dev["device_name"]} ({dev["device"]})')
     for r in rows:
-        if r['ms_per_image']:
-            print(f'\nprofile {r["config"]}: ms per image in each transform '
-                  f'(timing on; a nested transform counts in its parent too)')
-            for name, ms in r['ms_per_image'].items():
-                print(f'  {name:54s} {ms:6.2f}')
+        for part, timed in (('CPU part', r), ('all-CPU variant', r['all_cpu'] or {})):
+            if timed.get('ms_per_image'):
+                print(f'\nprofile {r["config"]} ({part}): ms per image in each '
+                      f'transform (timing on; a nested transform counts in its '
+                      f'parent too)')
+                for name, ms in timed['ms_per_image'].items():
+                    print(f'  {name:54s} {ms:6.2f}')
 
 
 def main(argv=None) -> list:
@@ -533,16 +654,17 @@ def main(argv=None) -> list:
     rows = []
     with tempfile.TemporaryDirectory() as photo_dir:
         files = write_imagenet_sized_jpegs(photo_dir)
+        device = get_device()
         if args.pipeline:
             import cv2
             torch.set_num_threads(1)
             cv2.setNumThreads(1)
             for label, cfg in configs:
                 print(f'[benchmark] pipeline of {label} ...', flush=True)
-                rows.append(benchmark_pipeline(label, cfg, args, files))
+                rows.append(benchmark_pipeline(label, cfg, args, files, device))
+            add_mae_ratios(rows)
             print_pipeline(rows, args)
         else:
-            device = get_device()
             if device == 'cpu' and not args.default_malloc:
                 keep_freed_memory()  # as tools/train.py on a CPU
             if args.threads:

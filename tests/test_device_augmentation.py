@@ -210,3 +210,21 @@ def test_training_either_way_reaches_the_same_losses(tmp_path, repo_root, run_en
         last = [sum(r[key] for r in logs[-10:]) / 10 for logs in (dev, cpu)]
         assert last[0] < 0.9 * first[0] and last[1] < 0.9 * first[1], (key, first, last)
         assert abs(last[0] - last[1]) < 0.15 * last[1], (key, last)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+@pytest.mark.parametrize('config', [CMAE_B, CONMIM_B])
+def test_cuda_views_without_synchronisation(config):
+    """On a GPU the whole preprocessor (pinned batch, non-blocking copies, stacked
+    masks, parameter draws, views) runs with synchronising CUDA calls made errors."""
+    pre = _preprocessor(config).cuda()
+    data = _batch(8, 256 if config == CMAE_B else 224, masks=config == CONMIM_B)
+    data['inputs'] = data['inputs'].pin_memory()
+    pre(copy.deepcopy(data), training=True)  # first call: logs, builds generators
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        out = pre(data, training=True)
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    assert all(v.is_cuda and v.shape[-2:] == (224, 224) for v in out['inputs'])

@@ -7,7 +7,11 @@ EXPECTED = {
     ('mmpretrain', 'MODELS'): [
         'CMAE', 'CMAEViT', 'CMAEFeatureDecoder', 'ConMIM', 'ConMIMViT',
         'TokenNonLinearNeck', 'DenoisingContrastiveLoss', 'TransferViT',
-        'TransferBEiTViT'
+        'TransferBEiTViT', 'MultiViewDataPreprocessor'
+    ],
+    ('mmpretrain', 'BATCH_AUGMENTS'): [
+        'BatchRandomFlip', 'BatchShiftedCrop', 'BatchColorJitter',
+        'BatchRandomGrayscale', 'BatchGaussianBlur', 'BatchSolarize'
     ],
     ('mmpretrain', 'TRANSFORMS'): [
         'PixelShift', 'ConMIMBlockMaskGenerator', 'SafeLoadImageFromFile', 'GrayToBGR',

@@ -17,6 +17,11 @@ Stages (``--stages``; default all, in this order):
   or bfloat16 by ``set_precision`` as ``tools/train.py --precision fp16 / bf16``;
   images/s, MFU against a matrix product in the same dtype measured in the same
   process, peak memory, the loss and the loss scale.
+- ``augment``: the tests of the device-side augmentation
+  (``tests/test_view_augments.py``, ``tests/test_device_augmentation.py``, without
+  the end-to-end runs); on a GPU their CUDA tests must run (none skipped): every
+  operation and the whole ``MultiViewDataPreprocessor`` with synchronising CUDA calls
+  made errors, the results equal to the CPU's.
 - ``dist_resume``: ``tools/dist_train.sh`` with one process (NCCL on a GPU, gloo on
   a CPU) of the tiny CMAE config on a folder of photographs: 4 iterations with
   checkpoints at 2 and 4, then ``--resume`` of ``iter_2.pth`` to iteration 6; the
@@ -77,8 +82,8 @@ STEP_SETTINGS = {
 PRECISION_DTYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
 #: seconds a stage's subprocesses may run, per device (the budget caps them too)
 LIMITS = {
-    'cuda': dict(step=120, dist=120, seg=150, det=180, knn=120, ckpt=120),
-    'cpu': dict(step=240, dist=240, seg=300, det=420, knn=240, ckpt=240),
+    'cuda': dict(step=120, augment=120, dist=120, seg=150, det=180, knn=120, ckpt=120),
+    'cpu': dict(step=240, augment=240, dist=240, seg=300, det=420, knn=240, ckpt=240),
 }
 TRANSFER_ITERS = 10
 #: MMEngine's Runner.resume log line
@@ -384,6 +389,24 @@ def stage_train_step(ctx: Context, model: str, precision: str) -> dict:
     return dict(summary=summary, numbers={k: row[k] for k in keys})
 
 
+def stage_augment(ctx: Context) -> dict:
+    """The device-side augmentation's tests; on a GPU its CUDA tests must run."""
+    text = ctx.run('augment', [
+        '-m', 'pytest', 'tests/test_view_augments.py',
+        'tests/test_device_augmentation.py', '-m', 'not e2e', '-q', '-p',
+        'no:cacheprovider'
+    ], ctx.limits['augment'])
+    counts = {k: int(n) for n, k in re.findall(r'(\d+) (passed|skipped)', text)}
+    if ctx.device == 'cuda' and counts.get('skipped'):
+        raise StageError(f'{counts["skipped"]} test(s) skipped on the GPU: the CUDA '
+                         f'tests did not run')
+    return dict(
+        summary=(f'{counts.get("passed", 0)} passed, {counts.get("skipped", 0)} '
+                 f'skipped' + (' (CUDA ops and preprocessor without synchronisation)'
+                               if ctx.device == 'cuda' else ' (CUDA tests: no GPU)')),
+        numbers=counts)
+
+
 def stage_dist_resume(ctx: Context) -> dict:
     """tools/dist_train.sh, one process: 4 iterations, then resume iter_2 to 6."""
     work = ctx.path('dist_resume', '')
@@ -544,6 +567,7 @@ STAGES: Dict[str, Callable[[Context], dict]] = {
     'cmae_bf16': _step('cmae', 'bf16'),
     'conmim_fp16': _step('conmim', 'fp16'),
     'conmim_bf16': _step('conmim', 'bf16'),
+    'augment': stage_augment,
     'dist_resume': stage_dist_resume,
     'seg': stage_seg,
     'det': stage_det,

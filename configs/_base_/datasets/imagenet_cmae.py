@@ -17,14 +17,16 @@ data_root = 'data/imagenet/'
 # run batched on the training device in the model's data preprocessor
 # (MultiViewDataPreprocessor in configs/_base_/models/cmae_vit-base-p16.py), with
 # per-sample parameters drawn from the same distributions.
+# shared by both views: one crop to 256 x 256 (scale 0.2-1.0, bicubic)
+shared_crop = dict(
+    type='FastRandomResizedCrop',
+    scale=256,
+    crop_ratio_range=(0.2, 1.0),
+    backend='pillow',
+    interpolation='bicubic')
 train_pipeline = [
     dict(type='SafeLoadImageFromFile'),
-    dict(
-        type='FastRandomResizedCrop',
-        scale=256,
-        crop_ratio_range=(0.2, 1.0),
-        backend='pillow',
-        interpolation='bicubic'),
+    shared_crop,
     dict(
         type='PackInputs',
         meta_keys=('sample_idx', 'img_path', 'ori_shape', 'img_shape')),
@@ -35,13 +37,7 @@ train_pipeline = [
 cpu_train_pipeline = [
     # BGR uint8; a bad file is skipped and listed (docs/reliability.md)
     dict(type='SafeLoadImageFromFile'),
-    # shared by both views: one crop to 256 x 256 (scale 0.2-1.0, bicubic) + flip
-    dict(
-        type='FastRandomResizedCrop',
-        scale=256,
-        crop_ratio_range=(0.2, 1.0),
-        backend='pillow',
-        interpolation='bicubic'),
+    shared_crop,  # + flip, shared by both views
     dict(type='RandomFlip', prob=0.5),
     # online view at (0, 0); target view shifted by 0..31 px per axis, then
     # ColorJitter(0.4, 0.4, 0.4, 0.1) p 0.8, grayscale p 0.2, blur p 0.5 (0.1-2.0)

@@ -47,6 +47,16 @@ def derive_seed(*keys: int) -> int:
     return int.from_bytes(digest, 'little') >> 1
 
 
+def seeded_generator(cache: dict, device: torch.device, seed: int) -> torch.Generator:
+    """The generator on ``device`` kept in ``cache`` (one per device, made once),
+    re-seeded with ``seed``: seeding happens on the host, so drawing on a GPU needs
+    no host-device synchronisation."""
+    key = str(device)
+    if key not in cache:
+        cache[key] = torch.Generator(device=device)
+    return cache[key].manual_seed(seed)
+
+
 @DATA_SAMPLERS.register_module()
 class SeededSampler(Sampler):
     """A sampler whose indices carry the key of their random draws.

@@ -10,7 +10,7 @@ from mmengine.logging import print_log
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ...engine.randomness import derive_seed
+from ...engine.randomness import derive_seed, seeded_generator
 from ..utils import (MomentumTargetSelfSupervisor, autocast_disabled,
                      release_xavier_init, route_attention, upcast_half)
 
@@ -171,10 +171,7 @@ class CMAE(MomentumTargetSelfSupervisor):
         device synchronisation); counts the draw."""
         seed = self.mask_draw_seed(self.mask_draws)
         self.mask_draws += 1
-        key = str(device)
-        if key not in self._mask_generators:
-            self._mask_generators[key] = torch.Generator(device=device)
-        return self._mask_generators[key].manual_seed(seed)
+        return seeded_generator(self._mask_generators, device, seed)
 
     @staticmethod
     def mask_state(seed: int, draws: int = 0) -> torch.Tensor:

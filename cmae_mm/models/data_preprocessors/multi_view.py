@@ -8,7 +8,7 @@ from mmengine.logging import MessageHub, print_log
 from mmpretrain.models import SelfSupDataPreprocessor
 from mmpretrain.registry import BATCH_AUGMENTS, MODELS
 
-from ...engine.randomness import derive_seed
+from ...engine.randomness import derive_seed, seeded_generator
 from .view_augments import BatchShiftedCrop
 
 
@@ -100,11 +100,8 @@ class MultiViewDataPreprocessor(SelfSupDataPreprocessor):
         draw = MessageHub.get_current_instance().get_info('iter')
         draw = self.draws if draw is None else draw
         self.draws += 1
-        key = str(device)
-        if key not in self._generators:
-            self._generators[key] = torch.Generator(device=device)
-        return self._generators[key].manual_seed(
-            derive_seed(self.seed, get_rank(), draw))
+        return seeded_generator(self._generators, device,
+                                derive_seed(self.seed, get_rank(), draw))
 
     def _stack_masks(self, data: dict) -> None:
         """Replace the samples' masks by views of one stacked tensor on the device

@@ -18,7 +18,7 @@ EXPECTED = {
         'FastColorJitter', 'FastRandomResizedCrop', 'FastRandomGrayscale'
     ],
     ('mmseg', 'MODELS'): ['TransferViT', 'TransferBEiTViT'],
-    ('mmdet', 'MODELS'): ['ViTDet', 'SimpleFPN'],
+    ('mmdet', 'MODELS'): ['ViTDet', 'SimpleFPN', 'TransferBEiTViT'],
     # generic parts live in MMEngine's root registries: every scope finds them
     ('mmengine', 'HOOKS'): [
         'Fp16CompressionHook', 'TargetUpdateHook', 'NonFiniteGuardHook',

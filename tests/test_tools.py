@@ -158,3 +158,28 @@ def test_weights_only_still_refuses_arbitrary_getattr(tmp_path):
     torch.save({'x': Evil()}, path)
     with pytest.raises(Exception, match='only HistoryBuffer statistics methods'):
         torch.load(path, weights_only=True)
+
+
+def test_no_validate_accepts_options_for_the_validation_data(repo_root, monkeypatch):
+    """``--no-validate`` drops the validation loop after ``--cfg-options`` are merged:
+    options that set the validation data (a runner passing the same options to
+    tools/train.py and tools/test.py) are accepted, not refused by MMEngine's merge
+    into ``None``."""
+    import importlib.util
+
+    from mmengine.config import Config
+    spec = importlib.util.spec_from_file_location('train_tool',
+                                                  osp.join(repo_root, 'tools/train.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    config = osp.join(repo_root, 'configs', 'cls',
+                      'cmae_vit-tiny-p4_1xb128-coslr-5e_fashion-mnist-32px.py')
+    monkeypatch.setattr(sys, 'argv', [
+        'train.py', config, '--no-validate', '--cfg-options',
+        'val_dataloader.dataset.data_root=/elsewhere',
+        'train_dataloader.dataset.data_root=/elsewhere'
+    ])
+    cfg = tool.merge_args(Config.fromfile(config), tool.parse_args())
+    assert cfg.val_dataloader is None and cfg.val_cfg is None
+    assert cfg.val_evaluator is None
+    assert cfg.train_dataloader.dataset.data_root == '/elsewhere'

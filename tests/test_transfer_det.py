@@ -19,11 +19,15 @@ import torch.nn.functional as F
 import cmae_mm  # noqa: F401
 from cmae_mm.engine.checkpoint import extract_encoder, load_checkpoint_weights_only
 from cmae_mm.testing import build_tiny_coco, det_tiny_options, run_subprocess
+from cmae_mm.testing.transfer import (DET_CONFIG, benchmark_configs, logged_losses,
+                                      loss_ends)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DET_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'det', '*.py')))
+DET_CONFIGS = benchmark_configs('det')
 SIZE = 128  # detection input of the CPU runs (1024 in the recipe)
 ITERS = 10
+LEARN_ITERS = 60  # test_det_train_and_test_cpu
+MIN_MAP50 = {'bbox': 0.08, 'segm': 0.15}
 
 
 def shrink_options(ckpt, data_root, iters=ITERS, size=SIZE):
@@ -204,28 +208,34 @@ def _metrics(text):
 
 @pytest.mark.e2e
 def test_det_train_and_test_cpu(coco, cmae_ckpt, run_env, tmp_path):
-    """tools/train.py a few iterations (checked encoder load, losses, val metric), then
-    tools/test.py on the saved checkpoint to CocoMetric bbox/segm mAP."""
-    config = DET_CONFIGS[0]
-    opts = shrink_options(cmae_ckpt, coco['data_root'])
-    # a short warmup and a larger lr than the recipe's, so that 10 steps show learning
+    """tools/train.py (fp32) for LEARN_ITERS iterations (checked encoder load, the
+    loss falls, a val metric), then tools/test.py on the saved checkpoint: CocoMetric
+    bbox / segm mAP@0.5 on the validation photographs far above chance."""
+    config = DET_CONFIG
+    opts = shrink_options(cmae_ckpt, coco['data_root'], iters=LEARN_ITERS)
+    # a short warmup (500 in the recipe) and a larger lr (1e-4), so that LEARN_ITERS
+    # steps of batch 2 show learning
     fast = ['optim_wrapper.optimizer.lr=5e-4', 'param_scheduler.0.end=2']
     work = str(tmp_path / 'work')
     out, t_train = _run([
-        sys.executable, 'tools/train.py', config, '--work-dir', work, '--cfg-options',
-        *opts, *fast
+        sys.executable, 'tools/train.py', config, '--work-dir', work, '--precision',
+        'fp32', '--cfg-options', *opts, *fast
     ], run_env, tmp_path / 'train.log')
     # the encoder was loaded, checked, from the online encoder of the checkpoint
     m = re.search(r'ViTDet <- online encoder of \S+: loaded (\d+) tensors', out)
     assert m and int(m.group(1)) == 1 + 2 + 12 * 4 + 2 * 4, out[-3000:]
     assert 'relative position tables initialised to zeros as in ViTDet: 8' in out
-    losses = [float(v) for v in re.findall(r'\bloss: ([0-9.]+)', out)]
-    assert len(losses) == ITERS and all(np.isfinite(losses))
-    assert np.mean(losses[-3:]) < 0.8 * losses[0], losses  # the loss really falls
     for name in ('loss_rpn_cls', 'loss_cls', 'loss_bbox', 'loss_mask'):
         assert name in out
+    # The loss falls (sum of RPN, RoI classification / box and mask losses; 81-way
+    # classification starts near ln 81 = 4.4). Measured (seeds 0 and 1): mean of the
+    # first 5 5.35-5.50, of the last 5 1.05-1.34.
+    losses = logged_losses(work)
+    assert len(losses) == LEARN_ITERS and all(np.isfinite(losses))
+    first, last = loss_ends(losses)
+    assert last < 0.5 * first, losses
     train_metrics = _metrics(out)
-    ckpt = osp.join(work, f'iter_{ITERS}.pth')
+    ckpt = osp.join(work, f'iter_{LEARN_ITERS}.pth')
     assert osp.isfile(ckpt)
 
     out, t_test = _run([
@@ -235,8 +245,16 @@ def test_det_train_and_test_cpu(coco, cmae_ckpt, run_env, tmp_path):
     metrics = _metrics(out)
     assert all(0.0 <= v <= 1.0 or v == -1.0 for v in metrics.values())
     assert metrics == train_metrics  # same weights, same data, same numbers
-    print(f'\n[det] train {ITERS} it: {t_train:.1f}s, test: {t_test:.1f}s, '
-          f'losses {losses[0]:.3f} -> {losses[-1]:.3f}, metrics {metrics}')
+    # On the 3 validation photographs (not trained on) with their painted shapes.
+    # Chance is ~0: boxes or masks that are not on the shapes, or labels that are not
+    # the shapes' categories (80 classes), match no ground truth at IoU 0.5.
+    # Measured: bbox / segm mAP@0.5 0.15-0.32 / 0.26-0.46 (seed 0; MMCV's ops or
+    # the torchvision fallback, three session checkpoints), 0.52 / 0.52 (seed 1).
+    assert metrics['bbox_mAP_50'] >= MIN_MAP50['bbox'], (metrics, losses)
+    assert metrics['segm_mAP_50'] >= MIN_MAP50['segm'], (metrics, losses)
+    print(f'\n[det] train {LEARN_ITERS} it: {t_train:.1f}s, test: {t_test:.1f}s, '
+          f'loss {first:.3f} -> {last:.3f} (mean of first / last 5), metrics '
+          f'{metrics}')
 
 
 @pytest.mark.e2e

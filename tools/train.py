@@ -114,8 +114,6 @@ def parse_args() -> argparse.Namespace:
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
-    if args.no_validate:
-        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.tensorboard:
         backends = cfg.visualizer.setdefault('vis_backends', [])
         if not any(b.get('type') == 'TensorboardVisBackend' for b in backends):
@@ -145,6 +143,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.compile_blocks = True
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if args.no_validate:  # after --cfg-options, which may set the validation data
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.augment_on is not None:  # after --cfg-options (which may set the data)
         select_train_pipeline(cfg, args.augment_on)
     if args.precision is not None:

@@ -3,12 +3,25 @@ tiny run (a 4-layer, 192-d ViT on the tiny ADE20K / COCO of this package), for t
 tests and ``tools/analysis/gpu_acceptance.py``. Only overrides: the configs
 themselves run unchanged otherwise.
 """
-from typing import Dict, List
+import glob
+import json
+import os.path as osp
+from typing import Dict, List, Sequence, Tuple
 
 #: the tiny ViT of the demo configs (configs/pretrain/*_vit-tiny-*_demo.py)
 TINY_VIT = dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768)
 SEG_CONFIG = 'configs/seg/cmae_vit-base-p16_upernet_8xb2-160k_ade20k-512x512.py'
 DET_CONFIG = 'configs/det/cmae_vit-base-p16_vitdet-mask-rcnn_8xb4-amp-lsj-100e_coco.py'
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def benchmark_configs(folder: str) -> List[str]:
+    """The benchmark recipes of ``configs/<folder>`` (absolute paths, sorted): all
+    but the transfer study's configs scaled to Fashion-MNIST (``*fashion-mnist*``,
+    docs/transfer_study.md, checked by tests/test_transfer_study.py)."""
+    return sorted(
+        p for p in glob.glob(osp.join(REPO, 'configs', folder, '*.py'))
+        if 'fashion-mnist' not in osp.basename(p))
 
 
 def seg_tiny_options(ckpt: str, data_root: str, iters: int = 4) -> Dict[str, object]:
@@ -46,6 +59,28 @@ def seg_tiny_options(ckpt: str, data_root: str, iters: int = 4) -> Dict[str, obj
     for split in ('val', 'test'):
         opts[f'{split}_dataloader.dataset.pipeline.1.scale'] = (320, 80)  # Resize
     return opts
+
+
+def logged_losses(work_dir: str) -> List[float]:
+    """The training losses of the one run in ``work_dir``, in iteration order, from
+    the ``<timestamp>/vis_data/scalars.json`` MMEngine writes (one JSON line per
+    logged iteration: one per iteration with ``default_hooks.logger.interval=1``)."""
+    files = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    if len(files) != 1:
+        raise FileNotFoundError(f'expected one vis_data/scalars.json under {work_dir}, '
+                                f'found {files}')
+    with open(files[0]) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [
+        row['loss'] for row in sorted(rows, key=lambda r: r['step']) if 'loss' in row
+    ]
+
+
+def loss_ends(losses: Sequence[float], k: int = 5) -> Tuple[float, float]:
+    """``(mean of the first k, mean of the last k)`` of a loss curve."""
+    if len(losses) < 2 * k:
+        raise ValueError(f'{len(losses)} losses are too few to compare {k} and {k}')
+    return sum(losses[:k]) / k, sum(losses[-k:]) / k
 
 
 def as_cli(opts: Dict[str, object]) -> List[str]:

@@ -1,5 +1,6 @@
 """Fashion-MNIST (Xiao et al., 2017) on disk for MMPretrain's ``FashionMNIST``: the
-data step of ``tools/study/fashion_mnist_study.py`` (its only user), beside it.
+data step of ``tools/study/fashion_mnist_study.py`` and of
+``tools/study/fashion_mnist_scenes.py``, beside it.
 
 Offline source: the Debian package ``dataset-fashion-mnist`` (the four gzipped IDX
 files in ``/usr/share/datasets/fashion-mnist``). MMPretrain's ``FashionMNIST`` reads
@@ -13,6 +14,8 @@ import shutil
 import struct
 import subprocess
 from typing import Dict, Optional
+
+import numpy as np
 
 DEBIAN_PACKAGE = 'dataset-fashion-mnist'
 DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
@@ -38,6 +41,15 @@ def _install_debian_package() -> bool:
                           env=env,
                           capture_output=True)
     return done.returncode == 0
+
+
+def read_idx(path: str) -> np.ndarray:
+    """The array of a gunzipped IDX file: (N, 28, 28) images or (N, ) labels, uint8."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    ndim = data[3]
+    shape = np.frombuffer(data[4:4 + 4 * ndim], '>u4').astype(int)
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def check_idx_file(path: str) -> int:

@@ -66,17 +66,10 @@ def save_state(state: dict, path: str) -> None:
     os.replace(tmp, path)
 
 
-def read_idx(path: str) -> np.ndarray:
-    with open(path, 'rb') as f:
-        data = f.read()
-    ndim = data[3]
-    shape = np.frombuffer(data[4:4 + 4 * ndim], '>u4').astype(int)
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
 def raw_pixel_baselines(data_root: str, per_class: int) -> dict:
     """k-NN (k=20, T=0.07) and linear probe on the 784 raw pixels."""
     import torch
+    from fashion_mnist_data import read_idx  # tools/study/, beside
 
     from cmae_mm.evaluation import knn_accuracy, linear_probe_accuracy
     x = torch.from_numpy(

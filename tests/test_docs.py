@@ -313,7 +313,8 @@ def test_every_configs_base_batch_is_the_batch_its_name_states():
 @pytest.mark.parametrize('page', [
     'architecture.md', 'recipes.md', 'software_stack.md', 'installation.md',
     'checkpoints.md', 'transfer.md', 'contributing.md', 'training.md', 'reliability.md',
-    'converters.md', 'release_differences.md', 'evaluation.md', 'fashion_mnist_study.md'
+    'converters.md', 'release_differences.md', 'evaluation.md',
+    'fashion_mnist_study.md', 'transfer_study.md'
 ])
 def test_docs_pages_are_linked_from_the_readme(page):
     assert f'docs/{page}' in open(osp.join(REPO, 'README.md')).read()

@@ -6,20 +6,17 @@
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
 _base_ = [
     './cmae_vit-base-p16_8xb2048-linear-coslr-90e_in1k.py',
-    '../_base_/datasets/fashion_mnist_32px_cls.py'
+    '../_base_/datasets/fashion_mnist_32px_cls.py',
+    '../_base_/models/tiny_vit_fashion_mnist.py'
 ]
 
 # the study's encoder: 192-d, 4 blocks, 3 heads, patch 4 at 32 px (8 x 8 patches)
-num_layers = 4
+num_layers = 4  # = tiny_arch.num_layers
 model = dict(
     backbone=dict(
-        arch=dict(
-            embed_dims=192,
-            num_layers=num_layers,
-            num_heads=3,
-            feedforward_channels=768),
+        arch={{_base_.tiny_arch}},
         img_size=32,
-        patch_size=4,
+        patch_size={{_base_.tiny_patch_size}},
         frozen_stages=num_layers),
     neck=dict(input_features=192),
     head=dict(num_classes={{_base_.fmnist_num_classes}}, in_channels=192))

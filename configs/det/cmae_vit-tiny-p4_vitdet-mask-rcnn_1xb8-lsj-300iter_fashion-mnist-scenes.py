@@ -6,21 +6,22 @@
 # (tools/study/fashion_mnist_scenes.py, COCO instance format). For scratch, MAE and
 # CMAE encoders. Each change is what the scale requires:
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH   (init_cfg=None: scratch)
-_base_ = ['./cmae_vit-base-p16_vitdet-mask-rcnn_8xb4-amp-lsj-100e_coco.py']
+_base_ = [
+    './cmae_vit-base-p16_vitdet-mask-rcnn_8xb4-amp-lsj-100e_coco.py',
+    '../_base_/models/tiny_vit_fashion_mnist.py'
+]
 
 data_root = 'data/fashion_mnist_scenes/'
 image_size = (96, 96)  # the scenes' size (1024 there)
-# the scenes' classes: Fashion-MNIST's (category ids 1..10 in the JSON)
-classes = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
-           'Sneaker', 'Bag', 'Ankle boot')
+classes = _base_.tiny_scene_classes
 embed_dims = 192
 pyramid_channels = 64  # 256 there: scaled with the encoder width (192 / 768)
 
 model = dict(
     data_preprocessor=dict(
         # the encoders' pretraining normalisation (configs/study/)
-        mean=[72.94] * 3,
-        std=[90.02] * 3,
+        mean={{_base_.tiny_mean}},
+        std={{_base_.tiny_std}},
         pad_size_divisor=image_size[0],
         batch_augments=[dict(type='BatchFixedSizePad', size=image_size,
                              pad_mask=True)]),
@@ -29,14 +30,9 @@ model = dict(
         # global attention in blocks 1 and 3 (ViT-B: the last of every 3 blocks, 2, 5,
         # 8, 11; of 4 blocks every 2nd), windows of 8 x 8 patches elsewhere (14 there:
         # the pretraining grid, 224 / 16; here 32 / 4)
-        arch=dict(
-            embed_dims=embed_dims,
-            num_layers=4,
-            num_heads=3,
-            feedforward_channels=768,
-            global_attn_indexes=[1, 3]),
+        arch=dict(_base_.tiny_arch, global_attn_indexes=[1, 3]),
         img_size=image_size[0],
-        patch_size=4,
+        patch_size={{_base_.tiny_patch_size}},
         window_size=8),
     # the pyramid at strides 1, 2, 4, 8, 16: SimpleFPN's x4, x2, x1, x0.5 and pooled
     # levels of the stride-4 map (patch 4; stride 16 there)

@@ -7,38 +7,16 @@
 # blocks have no layer scale or relative position bias to load these into, and the
 # 24 x 24 grid is small. No ConMIM detection recipe was released.
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
+# (the tiny_* values come with it)
 _base_ = [
     './cmae_vit-tiny-p4_vitdet-mask-rcnn_1xb8-lsj-300iter_fashion-mnist-scenes.py'
 ]
 
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='TransferBEiTViT',
-        arch=dict(
-            embed_dims={{_base_.embed_dims}},
-            num_layers=4,
-            num_heads=3,
-            feedforward_channels=768),
+        _base_.tiny_conmim_backbone,
         img_size={{_base_.image_size}},
-        patch_size=4,
-        drop_path_rate=0.1,
         out_indices=[3],  # the last block's map, as ViTDet's, for SimpleFPN
         out_type='featmap',
-        final_norm=False,
-        use_abs_pos_emb=False,
-        use_rel_pos_bias=True,
-        use_shared_rel_pos_bias=False,
-        layer_scale_init_value=0.1,  # overwritten by the loaded gamma_1/gamma_2
-        use_sdpa=True,
-        init_cfg=dict(
-            type='PretrainedEncoder',
-            checkpoint=None,
-            encoder='target',
-            allowed_missing=[r'relative_position_index$'])))
-optim_wrapper = dict(
-    paramwise_cfg=dict(
-        custom_keys={
-            '.cls_token': dict(decay_mult=0.0),
-            'relative_position_bias_table': dict(decay_mult=0.0),
-        }))
+        final_norm=False))
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={{_base_.tiny_conmim_no_decay}}))

@@ -7,24 +7,26 @@
 # background, ignored as ADE20K's "other"; 1..10 = the item classes). For scratch,
 # MAE and CMAE encoders. Each change is what the scale requires:
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH   (init_cfg=None: scratch)
-_base_ = ['./cmae_vit-base-p16_upernet_8xb2-160k_ade20k-512x512.py']
+_base_ = [
+    './cmae_vit-base-p16_upernet_8xb2-160k_ade20k-512x512.py',
+    '../_base_/models/tiny_vit_fashion_mnist.py'
+]
 
 data_root = 'data/fashion_mnist_scenes'
 crop_size = (96, 96)  # the scenes' size (512 there)
-classes = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
-           'Sneaker', 'Bag', 'Ankle boot')
+classes = _base_.tiny_scene_classes
 embed_dims = 192
 head_channels = 64  # 768 there: the compute of a 2-core run (see the docs page)
 
 model = dict(
     # the encoders' pretraining normalisation (configs/study/)
-    data_preprocessor=dict(mean=[72.94] * 3, std=[90.02] * 3, size=crop_size),
+    data_preprocessor=dict(
+        mean={{_base_.tiny_mean}}, std={{_base_.tiny_std}}, size=crop_size),
     backbone=dict(
         # the study's encoder: 192-d, 4 blocks, 3 heads, patch 4 (a 24 x 24 grid)
-        arch=dict(
-            embed_dims=embed_dims, num_layers=4, num_heads=3, feedforward_channels=768),
+        arch={{_base_.tiny_arch}},
         img_size=crop_size,
-        patch_size=4,
+        patch_size={{_base_.tiny_patch_size}},
         out_indices=[0, 1, 2, 3]),  # every block (blocks 4, 6, 8, 12 of 12 there)
     # x2, x1, x0.5, x0.25 of the stride-4 map: strides 2-16 (x4 ... x0.5 of the
     # stride-16 map there, strides 4-32)

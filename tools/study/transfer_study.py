@@ -240,9 +240,14 @@ def plot(work_dir: str, table: dict, encoders: List[str]) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    headers = [h for _, _, h in COLUMNS]
-    fig, axes = plt.subplots(1, len(headers), figsize=(3 * len(headers), 3.2))
-    for ax, h in zip(axes, headers):
+
+    # the measured columns only
+    headers = [h for _, _, h in COLUMNS if any(table[e].get(h) for e in encoders)]
+    if not headers:
+        return
+    fig, axes = plt.subplots(
+        1, len(headers), figsize=(3 * len(headers), 3.2), squeeze=False)
+    for ax, h in zip(axes[0], headers):
         for i, enc in enumerate(encoders):
             cell = table[enc].get(h)
             if cell is None:

@@ -1,7 +1,6 @@
 """Every transfer config (configs/cls, seg, det) trains in mixed precision by default
 and has the upstream per-GPU batch on 8 GPUs with the recipe's total batch
 (docs/transfer.md, Precision and batch)."""
-import glob
 import os.path as osp
 import re
 
@@ -10,11 +9,11 @@ import torch
 from mmengine.config import Config
 
 from cmae_mm.engine.optimizers import MixedPrecisionOptimWrapper
+from cmae_mm.testing.transfer import benchmark_configs
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TRANSFER = sorted(
-    c for kind in ('cls', 'seg', 'det')
-    for c in glob.glob(osp.join(REPO, 'configs', kind, '*.py')))
+# the benchmark recipes (the transfer study's scaled configs run one process, with
+# the batches of docs/transfer_study.md)
+TRANSFER = sorted(c for kind in ('cls', 'seg', 'det') for c in benchmark_configs(kind))
 #: per-GPU batch and GPUs of the upstream config each family follows (its name's NxbM
 #: for cls/seg; MMDetection ViTDet: 4 per GPU, 64 per step, on 8 GPUs with 2
 #: accumulated iterations)

@@ -7,7 +7,9 @@ config.
 
 Prints the metrics and writes them (JSON) to WORK_DIR/metrics.json. The runner is the
 config's ``runner_type`` (``CheckedRunner`` in every config here; MMEngine's ``Runner``
-where a config names none), built without the config's training parts.
+where a config names none), built without the config's training parts. The
+checkpoint is loaded strictly (``CheckedLoadHook``): one of another model or with
+NaN / inf tensors stops the test, naming the keys, both models and the tensors.
 ``mim test cmae_mm CONFIG --checkpoint CKPT`` runs this script.
 """
 import argparse
@@ -20,7 +22,8 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 
 import cmae_mm  # noqa: F401  (registers every module)
-from cmae_mm.engine.checkpoint import verify_checkpoint
+from cmae_mm.engine.checkpoint import (CheckedLoadHook, CheckpointError,
+                                       verify_checkpoint)
 from cmae_mm.engine.cuda_check import DEVICES
 from cmae_mm.engine.launch import finish_launch, prepare_launch
 
@@ -83,9 +86,15 @@ def main() -> None:
     cfg = prepare_launch(cfg, args.launcher, args.device)
 
     runner = RUNNERS.build(without_training(cfg))
+    # MMEngine's load_from is non-strict: the checkpoint must be this model's
+    runner.register_hook(CheckedLoadHook(), 'HIGHEST')
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    metrics = runner.test()
+    try:
+        metrics = runner.test()
+    except CheckpointError as e:
+        finish_launch()
+        raise SystemExit(f'[test] {e}')
     finish_launch()
     if runner.rank == 0:
         os.makedirs(cfg.work_dir, exist_ok=True)

@@ -1,6 +1,7 @@
 """Train a model from an MMPretrain, MMSegmentation or MMDetection config.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [PATH]] [--overwrite]
+        [--accept-foreign-checkpoint]
         [--amp] [--precision auto|fp32|fp16|bf16] [--auto-scale-lr] [--compile-blocks]
         [--augment-on device|cpu]
         [--cfg-options KEY=VALUE ...]
@@ -11,7 +12,9 @@ Training runs on the config's ``runner_type``, ``CheckedRunner``
 (cmae_mm/engine/runner.py: MMEngine's Runner with the checks of docs/reliability.md),
 which every runtime base here names and which is set where a config names none; the
 flags below are merged into the config before the runner is built. A work dir that
-holds checkpoints is only used with --resume (continue) or --overwrite (start anew).
+holds checkpoints is only used with --resume (continue) or --overwrite (start anew);
+--resume refuses a checkpoint of another run or another model config (its run
+fingerprint, docs/reliability.md) unless --accept-foreign-checkpoint is given.
 ``mim train cmae_mm CONFIG [FLAGS]`` runs this script with the same flags.
 --auto-scale-lr: the lr is scaled by global batch / ``auto_scale_lr.base_batch_size``
 (MMEngine's ``Runner.scale_lr``); off unless given (docs/training.md).
@@ -52,6 +55,13 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='start a new run in a work dir that already holds checkpoints (they may '
         'be overwritten); without it such a run is refused')
+    parser.add_argument(
+        '--accept-foreign-checkpoint',
+        action='store_true',
+        help='with --resume: continue from a checkpoint whose run fingerprint names '
+        'another run (run id, seed) or another model config, with a warning naming '
+        'the mismatch; without it such a resume is refused before training. A '
+        'checkpoint whose tensors do not fit the model is refused either way')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -131,6 +141,11 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint file.')
         cfg.resume, cfg.load_from = True, args.resume
+    if args.accept_foreign_checkpoint:
+        if args.resume is None:
+            raise SystemExit('--accept-foreign-checkpoint only applies to a resume: '
+                             'add --resume [PATH], or drop the flag.')
+        cfg.accept_foreign_checkpoint = True
     if args.auto_scale_lr:  # opt-in, as OpenMMLab's tools/train.py
         if not (cfg.get('auto_scale_lr') or {}).get('base_batch_size'):
             raise KeyError(

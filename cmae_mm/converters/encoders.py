@@ -6,7 +6,9 @@ Every converter returns encoder state dicts keyed as MMPretrain's encoders
 reports missing and unexpected keys and raises ``KeyError`` when an expected key is
 missing (shape mismatches raise too). :func:`save_encoders` writes an MMEngine-style
 file ``{'meta': ..., 'state_dict': {'backbone.*' / 'target_encoder.module.0.*'}}`` that
-the ``PretrainedEncoder`` initialiser loads like a cmae_mm pretraining checkpoint.
+the ``PretrainedEncoder`` initialiser loads like a cmae_mm pretraining checkpoint;
+like :func:`save_converted` (every converter's writer) it refuses NaN / inf tensors
+unless told to (``--allow-non-finite``).
 
 Source layouts (read from the official code):
 
@@ -25,14 +27,17 @@ Source layouts (read from the official code):
   table``, ``norm``, ``cls_token``, ``mask_token``; ``lm_head``, ``projectors`` and
   ``rel_pos_bias2`` are dropped.
 """
+import logging
 import re
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
+from mmengine.logging import print_log
 from torch import nn
 
-from ..engine.checkpoint import ENCODER_PREFIXES, load_state_dict_checked
+from ..engine.checkpoint import (ENCODER_PREFIXES, check_finite, describe_non_finite,
+                                 load_state_dict_checked, non_finite_tensors)
 
 StateDict = Dict[str, torch.Tensor]
 IMAGENET_RGB_MEAN = (123.675, 116.28, 103.53)
@@ -234,10 +239,47 @@ def check_encoder(state_dict: StateDict,
     return report
 
 
-def save_encoders(encoders: Dict[str, StateDict], out_file: str, meta: dict) -> None:
-    """Write ``{'online'|'target': encoder}`` under cmae_mm's checkpoint prefixes."""
+def save_converted(state_dict: StateDict,
+                   out_file: str,
+                   meta: dict,
+                   allow_non_finite: bool = False,
+                   what: str = 'The converted checkpoint') -> None:
+    """``torch.save({'meta', 'state_dict'})``, unless a tensor holds a NaN or an inf.
+
+    Raises :class:`~cmae_mm.engine.checkpoint.CheckpointError` naming the tensors and
+    ``--allow-non-finite``; with ``allow_non_finite`` the file is written, a warning
+    names the tensors and ``meta['non_finite_tensors']`` lists them.
+    """
+    bad = non_finite_tensors(state_dict)
+    if bad and not allow_non_finite:
+        check_finite(
+            state_dict,
+            what,
+            fix=f'{out_file} was not written: convert an earlier checkpoint (the run '
+            f'diverged before this one), or pass --allow-non-finite to write it '
+            f'anyway (downstream configs and the evaluation tools refuse it).')
+    meta = dict(meta)
+    if bad:
+        meta['non_finite_tensors'] = bad
+        print_log(
+            f'{what} has {describe_non_finite(bad)}; writing {out_file} anyway '
+            f'(--allow-non-finite). Downstream configs and the evaluation tools '
+            f'refuse it.',
+            logger='current',
+            level=logging.WARNING)
+    torch.save({'meta': meta, 'state_dict': state_dict}, out_file)
+
+
+def save_encoders(encoders: Dict[str, StateDict],
+                  out_file: str,
+                  meta: dict,
+                  allow_non_finite: bool = False,
+                  what: str = 'The converted encoder') -> None:
+    """Write ``{'online'|'target': encoder}`` under cmae_mm's checkpoint prefixes
+    (:func:`save_converted`: refused when a tensor is not finite, unless
+    ``allow_non_finite``)."""
     state_dict = OrderedDict()
     for name, sd in encoders.items():
         prefix = ENCODER_PREFIXES[name]
         state_dict.update((prefix + k, v.contiguous()) for k, v in sd.items())
-    torch.save({'meta': dict(meta), 'state_dict': state_dict}, out_file)
+    save_converted(state_dict, out_file, meta, allow_non_finite, what)

@@ -14,7 +14,10 @@ Every checkpoint cmae_mm reads is read here, weights-only (no code in a file run
   loads;
 - :data:`ENCODER_PREFIXES`, :func:`extract_encoder`: one encoder of a pretraining
   checkpoint, prefix stripped; :func:`non_finite_tensors`, :func:`check_finite`;
-- :func:`load_state_dict_checked`: load into a module, failing on missing tensors.
+- :func:`load_state_dict_checked`: load into a module, failing on missing tensors;
+- :func:`check_model_checkpoint`, :func:`load_model_checkpoint`,
+  :class:`CheckedLoadHook`: a whole model for evaluation, strictly: a checkpoint of
+  another model or with non-finite tensors raises :class:`CheckpointError`.
 
 Saving is :mod:`cmae_mm.engine.checkpoint_saving`; the downstream weight initialiser
 ``PretrainedEncoder`` (:mod:`cmae_mm.transfer.weight_loading`) is built on this module.
@@ -24,6 +27,7 @@ Key convention of every cmae_mm pretraining checkpoint (CMAE and ConMIM alike):
 encoder, ``target_encoder.module.1.*`` the target projector.
 """
 import argparse
+import logging
 import os
 import os.path as osp
 import pickle
@@ -34,7 +38,10 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer, print_log
+from mmengine.model import is_model_wrapper
 from torch import nn
 
 StateDict = Dict[str, torch.Tensor]
@@ -209,10 +216,42 @@ def verify_checkpoint(path: str) -> Optional[str]:
     return None
 
 
+# -- last_checkpoint (issue 21): a path relative to the work dir -------------------
+def read_last_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint ``work_dir/last_checkpoint`` names, or None (no file, empty).
+
+    cmae_mm writes it relative to the work dir
+    (:func:`~cmae_mm.engine.checkpoint_saving.write_last_checkpoint`), so a copied or
+    moved work dir names its own files. An absolute path (MMEngine, older cmae_mm)
+    is still read; when it points outside ``work_dir`` a warning says so, and a file
+    of the same name in ``work_dir`` (a copied work dir) is taken instead."""
+    last = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(last):
+        return None
+    with open(last) as f:
+        named = f.read().strip()
+    if not named or '://' in named:  # a remote out_dir: not for the local reader
+        return None
+    if not osp.isabs(named):
+        return osp.join(work_dir, named)
+    inside = osp.commonpath([osp.realpath(work_dir), osp.realpath(osp.dirname(named))])
+    if inside == osp.realpath(work_dir):
+        return named
+    own = osp.join(work_dir, osp.basename(named))
+    use = own if osp.isfile(own) else named
+    print_log(
+        f'{last} names {named}, outside the work dir (an absolute path written by '
+        f'an older cmae_mm or by MMEngine; was the work dir copied or moved?): '
+        f'using {use}. Saves from now on write a path relative to the work dir.',
+        logger='current',
+        level=logging.WARNING)
+    return use
+
+
 def checkpoint_candidates(work_dir: str) -> List[str]:
     """The ``epoch_N.pth`` / ``iter_N.pth`` files of ``work_dir``, newest first
     (highest N, then modification time), with the one named in ``last_checkpoint``
-    first when that file is readable."""
+    (:func:`read_last_checkpoint`) first when that file is readable."""
     if not osp.isdir(work_dir):
         return []
     found = []
@@ -222,13 +261,10 @@ def checkpoint_candidates(work_dir: str) -> List[str]:
             path = osp.join(work_dir, name)
             found.append((int(m.group(2)), osp.getmtime(path), path))
     paths = [p for _, _, p in sorted(found, reverse=True)]
-    last = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(last):
-        with open(last) as f:
-            named = f.read().strip()
-        if named and osp.isfile(named) and osp.abspath(named) not in map(
-                osp.abspath, paths):
-            paths.insert(0, named)
+    named = read_last_checkpoint(work_dir)
+    if named and osp.isfile(named) and osp.abspath(named) not in map(
+            osp.abspath, paths):
+        paths.insert(0, named)
     return paths
 
 
@@ -283,6 +319,11 @@ def extract_encoder(state_dict: StateDict,
     return out
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that reads back but cannot be used as asked: another model's, or
+    one with non-finite tensors. The message names the problem and the fix."""
+
+
 def non_finite_tensors(state_dict: StateDict) -> List[str]:
     """Keys of the floating-point tensors holding a NaN or an inf."""
     return [
@@ -291,15 +332,22 @@ def non_finite_tensors(state_dict: StateDict) -> List[str]:
     ]
 
 
-def check_finite(state_dict: StateDict, what: str) -> None:
-    """Raise ``ValueError`` naming the tensors of ``state_dict`` (``what``, e.g. 'the
-    online encoder of CKPT') that hold a NaN or an inf."""
+def describe_non_finite(bad: List[str]) -> str:
+    """``'non-finite values (NaN or inf) in N tensors: [...]'`` (the first ten)."""
+    return (f'non-finite values (NaN or inf) in {len(bad)} tensors: '
+            f'{bad[:10]}{" ..." if len(bad) > 10 else ""}')
+
+
+DIVERGED = 'The pretraining diverged before this checkpoint; use an earlier one.'
+
+
+def check_finite(state_dict: StateDict, what: str, fix: str = DIVERGED) -> None:
+    """Raise :class:`CheckpointError` (a ``ValueError``) naming the tensors of
+    ``state_dict`` (``what``, e.g. 'the online encoder of CKPT') that hold a NaN or an
+    inf; ``fix`` ends the message."""
     bad = non_finite_tensors(state_dict)
     if bad:
-        raise ValueError(
-            f'{what} has non-finite values (NaN or inf) in {len(bad)} tensors: '
-            f'{bad[:10]}{" ..." if len(bad) > 10 else ""}. The pretraining diverged '
-            f'before this checkpoint; use an earlier one.')
+        raise CheckpointError(f'{what} has {describe_non_finite(bad)}. {fix}')
 
 
 def load_state_dict_checked(module: nn.Module,
@@ -339,3 +387,172 @@ def load_state_dict_checked(module: nn.Module,
         f'{len(result.missing_keys)}; unused from the checkpoint: '
         f'{result.unexpected_keys}',
         logger='current')
+
+
+# ---------------------------------------------------------------------------------
+# Whole models, for evaluation (tools/test.py, knn_eval.py, the figures)
+# ---------------------------------------------------------------------------------
+# MMEngine's ``load_from`` loads non-strictly: a checkpoint of another model loads
+# what happens to fit and only logs the rest, so a ConMIM checkpoint evaluated with a
+# CMAE config gives numbers. The evaluation tools load through the check below.
+
+
+def model_checkpoint_problems(model: nn.Module, state_dict: StateDict) -> List[str]:
+    """What keeps ``state_dict`` from loading strictly into ``model``: the resume
+    check's :func:`model_mismatch` (missing parameters,
+    unexpected tensors, differing shapes), plus the model's buffers it lacks (running
+    statistics an evaluation would otherwise take from the initialisation)."""
+    problems = model_mismatch(model, state_dict)
+    saved = {re.sub(r'^module\.', '', k) for k in state_dict}
+    params = {n for n, _ in model.named_parameters()}
+    buffers = [
+        k for k, v in model.state_dict().items()
+        if torch.is_tensor(v) and k not in params and k not in saved
+        and not k.endswith('_extra_state')  # e.g. the mask generator's state
+    ]
+    if buffers:
+        problems.append(f'{len(buffers)} of the model\'s buffers are not in the '
+                        f'checkpoint: {_examples(buffers)}')
+    return problems
+
+
+def _examples(items: List[str], n: int = 5) -> str:
+    return ', '.join(
+        items[:n]) + (f', ... ({len(items)} in all)' if len(items) > n else '')
+
+
+def model_mismatch(model: torch.nn.Module, state_dict: dict) -> List[str]:
+    """What keeps ``state_dict`` (a checkpoint's, ``module.`` prefixes allowed) from
+    being ``model``'s: model parameters it lacks, keys the model lacks, shapes that
+    differ (a few of each, with counts); ``[]`` when it fits. Non-tensor entries
+    (``_extra_state``) and model buffers missing from the checkpoint are ignored
+    (MMEngine warns about the latter)."""
+    saved = {
+        re.sub(r'^module\.', '', k): tuple(v.shape)
+        for k, v in state_dict.items() if isinstance(v, torch.Tensor)
+    }
+    own = {
+        k: tuple(v.shape)
+        for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)
+    }
+    params = [n for n, _ in model.named_parameters()]
+    missing = [k for k in params if k not in saved]
+    unexpected = sorted(k for k in saved if k not in model.state_dict())
+    shapes = [
+        f'{k}: checkpoint {list(saved[k])} vs model {list(own[k])}' for k in own
+        if k in saved and saved[k] != own[k]
+    ]
+    problems = []
+    if missing:
+        problems.append(f'{len(missing)} of the model\'s {len(params)} parameters '
+                        f'are not in the checkpoint: {_examples(missing)}')
+    if unexpected:
+        problems.append(f'{len(unexpected)} of the checkpoint\'s {len(saved)} tensors '
+                        f'are not in the model: {_examples(unexpected)}')
+    if shapes:
+        problems.append(f'{len(shapes)} shapes differ: {_examples(shapes, 3)}')
+    return problems
+
+
+def describe_saved_config(meta: dict) -> str:
+    """``'<config name> (model <type>)'`` of a checkpoint's ``meta``."""
+    name = re.sub(r'_\d{8}_\d{6}$', '', str(meta.get('experiment_name', '?')))
+    model_type = '?'
+    if isinstance(meta.get('cfg'), str):
+        try:
+            model_type = Config.fromstring(
+                meta['cfg'], file_format='.py').model.get('type', '?')
+        except Exception:  # a saved config that does not parse: regex
+            m = re.search(r"model\s*=\s*dict\(\s*type\s*=\s*'([^']+)'", meta['cfg'])
+            model_type = m.group(1) if m else '?'
+    return f'{name}.py (model {model_type})'
+
+
+def _describe_source(meta: dict) -> str:
+    """Which run or tool wrote a checkpoint, from its ``meta``."""
+    if isinstance(meta.get('cfg'), str) or meta.get('experiment_name'):
+        return f'it was saved by a run of {describe_saved_config(meta)}'
+    if meta.get('converter'):
+        return f'it was written by {meta["converter"]} (no saved config)'
+    return 'it has no saved config'
+
+
+def check_model_checkpoint(model: nn.Module,
+                           checkpoint: dict,
+                           filename: str,
+                           config: Optional[str] = None) -> None:
+    """Refuse to evaluate ``model`` with ``checkpoint`` unless it is a checkpoint of
+    this very model (:func:`model_checkpoint_problems`) with finite tensors.
+
+    Args:
+        model: the built model (unwrapped).
+        checkpoint: the loaded file: MMEngine's ``{'state_dict', 'meta'}`` or a plain
+            state dict (as MMEngine's ``load_checkpoint`` reads it).
+        filename: the checkpoint's path, for the message.
+        config: the current config's file name, for the message.
+
+    Raises:
+        CheckpointError: naming the missing / unexpected keys and differing shapes
+            (counts and examples), the checkpoint's config and model type (its
+            ``meta``) and the current ones, and the non-finite tensors.
+    """
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    problems = model_checkpoint_problems(model, state_dict)
+    bad = non_finite_tensors(state_dict)
+    if not problems and not bad:
+        return
+    here = f'{config or "this config"} (model {type(model).__name__})'
+    parts = []
+    if problems:
+        meta = checkpoint.get('meta')
+        parts.append(
+            f'{filename} is not a checkpoint of the model of {here}: '
+            f'{_describe_source(meta if isinstance(meta, dict) else {})}. '
+            f'{". ".join(problems)}. Pass the config the checkpoint was trained '
+            f'with, or a checkpoint of {config or "this config"}')
+    if bad:
+        parts.append(f'{filename} has {describe_non_finite(bad)}: its run diverged '
+                     f'before it was saved; evaluate an earlier checkpoint')
+    raise CheckpointError('. '.join(parts) + '.')
+
+
+def load_model_checkpoint(model: nn.Module,
+                          filename: str,
+                          config: Optional[str] = None) -> dict:
+    """Read ``filename`` weights-only, check it (:func:`check_model_checkpoint`) and
+    load it into ``model``; returns the checkpoint. Every tensor of the model is
+    loaded (the check refuses anything a strict ``load_state_dict`` refuses; a
+    missing ``_extra_state``, such as CMAE's mask generator state, keeps the
+    model's)."""
+    checkpoint = load_checkpoint_file(filename)
+    check_model_checkpoint(model, checkpoint, filename, config)
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    model.load_state_dict(
+        OrderedDict((re.sub(r'^module\.', '', k), v) for k, v in state_dict.items()),
+        strict=False)
+    return checkpoint
+
+
+class CheckedLoadHook(Hook):
+    """Makes a runner's ``load_from`` load strictly: the checkpoint MMEngine has just
+    read is checked against the runner's model (:func:`check_model_checkpoint`)
+    before MMEngine loads it (non-strictly) and before any other hook sees it; a
+    checkpoint of another model or with non-finite tensors stops the run with
+    :class:`CheckpointError`, also written to the log.
+
+    The evaluation tools register it on the runner they build::
+
+        runner.register_hook(CheckedLoadHook(), 'HIGHEST')
+    """
+
+    priority = 'HIGHEST'
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        filename = runner.cfg.get('load_from') or 'the checkpoint'
+        config = osp.basename(runner.cfg.filename) if runner.cfg.filename else None
+        try:
+            check_model_checkpoint(model, checkpoint, filename, config)
+        except CheckpointError as e:
+            runner.logger.error(str(e))
+            raise

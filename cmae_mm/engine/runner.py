@@ -1,38 +1,31 @@
 """MMEngine's Runner with the checks a week-long run needs (docs/reliability.md)."""
 import copy
+import json
 import math
 import os.path as osp
-import re
+import time
+import uuid
 from typing import Dict, List, Optional
 
 import torch
 from mmengine.config import Config
-from mmengine.dist import broadcast, get_rank, get_world_size
+from mmengine.dist import (broadcast, broadcast_object_list, get_rank, get_world_size,
+                           is_main_process)
 from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapperDict
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.runner import BaseLoop, Runner
 
-from .checkpoint import (allow_mmengine_checkpoint_globals,
+from .checkpoint import (allow_mmengine_checkpoint_globals, describe_saved_config,
                          find_latest_intact_checkpoint, load_checkpoint_file,
-                         verify_checkpoint)
+                         model_mismatch, verify_checkpoint)
+from .checkpoint_saving import atomic_write
+from .option_check import check_options
 from .randomness import seed_train_samples
+from .run_fingerprint import (FINGERPRINT_KEY, RUN_RECORD, config_hash, data_part,
+                              fingerprint_mismatch, flatten, model_part)
 from .work_dir_lock import WorkDirLock, WorkDirLocked
-
-
-def _flatten(obj, prefix: str = '') -> Dict[str, object]:
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            out.update(_flatten(v, f'{prefix}{k}.'))
-        return out
-    if isinstance(obj, (list, tuple)) and any(isinstance(v, dict) for v in obj):
-        out = {}
-        for i, v in enumerate(obj):
-            out.update(_flatten(v, f'{prefix}{i}.'))
-        return out
-    return {prefix[:-1]: obj}
-
 
 #: options whose values a resume replaces by the checkpoint's (optimizer and
 #: lr-scheduler states are restored)
@@ -45,8 +38,8 @@ def options_discarded_by_resume(saved_cfg_text: str, cfg: Config) -> List[str]:
     saved = Config.fromstring(saved_cfg_text, file_format='.py')
     changed = []
     for root in RESUME_RESTORED:
-        old = _flatten(saved.to_dict().get(root.split('.')[0], {}))
-        new = _flatten(cfg.to_dict().get(root.split('.')[0], {}))
+        old = flatten(saved.to_dict().get(root.split('.')[0], {}))
+        new = flatten(cfg.to_dict().get(root.split('.')[0], {}))
         sub = root.split('.', 1)[1] + '.' if '.' in root else ''
         for key in sorted(set(old) | set(new)):
             if not key.startswith(sub):
@@ -117,56 +110,48 @@ def check_training_setup(runner: Runner, loader) -> None:
             f"set both to the same size (and the decoders' num_patches to match).")
 
 
-def _examples(items: List[str], n: int = 5) -> str:
-    return ', '.join(
-        items[:n]) + (f', ... ({len(items)} in all)' if len(items) > n else '')
-
-
-def model_mismatch(model: torch.nn.Module, state_dict: dict) -> List[str]:
-    """What keeps ``state_dict`` (a checkpoint's, ``module.`` prefixes allowed) from
-    being ``model``'s: model parameters it lacks, keys the model lacks, shapes that
-    differ (a few of each, with counts); ``[]`` when it fits. Non-tensor entries
-    (``_extra_state``) and model buffers missing from the checkpoint are ignored
-    (MMEngine warns about the latter)."""
-    saved = {
-        re.sub(r'^module\.', '', k): tuple(v.shape)
-        for k, v in state_dict.items() if isinstance(v, torch.Tensor)
-    }
-    own = {
-        k: tuple(v.shape)
-        for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)
-    }
-    params = [n for n, _ in model.named_parameters()]
-    missing = [k for k in params if k not in saved]
-    unexpected = sorted(k for k in saved if k not in model.state_dict())
-    shapes = [
-        f'{k}: checkpoint {list(saved[k])} vs model {list(own[k])}' for k in own
-        if k in saved and saved[k] != own[k]
-    ]
+def optimizer_mismatch(optim_wrapper, saved: dict, model: torch.nn.Module) -> List[str]:
+    """What keeps a checkpoint's optimizer state ``saved`` from being
+    ``optim_wrapper``'s: other numbers of parameter groups or of parameters in a
+    group, state tensors whose shapes differ from the parameter they are restored
+    onto (matched by position, as ``torch.optim`` does: a model whose parameters
+    have the checkpoint's names and shapes in another order fails in the first
+    step); ``[]`` when it fits."""
+    if isinstance(optim_wrapper, OptimWrapperDict):
+        return [
+            f'optimizer {name}: {problem}' for name, wrapper in optim_wrapper.items()
+            for problem in optimizer_mismatch(wrapper,
+                                              saved.get(name) or {}, model)
+        ]
+    groups, state = saved.get('param_groups'), saved.get('state') or {}
+    optimizer = getattr(optim_wrapper, 'optimizer', None)
+    if not isinstance(groups, list) or optimizer is None:
+        return []
+    now = optimizer.param_groups
+    if len(groups) != len(now):
+        return [
+            f"the checkpoint's optimizer has {len(groups)} parameter groups, "
+            f"this run's {len(now)}"
+        ]
+    names = {id(p): n for n, p in model.named_parameters()}
     problems = []
-    if missing:
-        problems.append(f'{len(missing)} of the model\'s {len(params)} parameters '
-                        f'are not in the checkpoint: {_examples(missing)}')
-    if unexpected:
-        problems.append(f'{len(unexpected)} of the checkpoint\'s {len(saved)} tensors '
-                        f'are not in the model: {_examples(unexpected)}')
-    if shapes:
-        problems.append(f'{len(shapes)} shapes differ: {_examples(shapes, 3)}')
+    for i, (old, new) in enumerate(zip(groups, now)):
+        if len(old['params']) != len(new['params']):
+            problems.append(f"optimizer parameter group {i}: {len(old['params'])} "
+                            f"parameters in the checkpoint, {len(new['params'])} here")
+            continue
+        for index, param in zip(old['params'], new['params']):
+            for key, value in (state.get(index) or {}).items():
+                if not (torch.is_tensor(value) and value.dim()):
+                    continue  # Adam's step count
+                if value.shape != param.shape:
+                    problems.append(f'{names.get(id(param), "?")}: optimizer state '
+                                    f'{key} {list(value.shape)} vs parameter '
+                                    f'{list(param.shape)}')
+                    break
+    if len(problems) > 3:
+        problems = problems[:3] + [f'... ({len(problems)} in all)']
     return problems
-
-
-def describe_saved_config(meta: dict) -> str:
-    """``'<config name> (model <type>)'`` of a checkpoint's ``meta``."""
-    name = re.sub(r'_\d{8}_\d{6}$', '', str(meta.get('experiment_name', '?')))
-    model_type = '?'
-    if isinstance(meta.get('cfg'), str):
-        try:
-            model_type = Config.fromstring(
-                meta['cfg'], file_format='.py').model.get('type', '?')
-        except Exception:  # a saved config that does not parse: regex
-            m = re.search(r"model\s*=\s*dict\(\s*type\s*=\s*'([^']+)'", meta['cfg'])
-            model_type = m.group(1) if m else '?'
-    return f'{name}.py (model {model_type})'
 
 
 def _set_bad_image_log(cfg, path: str) -> None:
@@ -275,9 +260,11 @@ class CheckedRunner(Runner):
     def setup_env(self, env_cfg: Dict) -> None:
         """MMEngine's set-up (distributed init, timestamp), then, for a training run,
         the work-dir lock, before the log dir or anything else is written."""
+        check_options(self.cfg, type(self))  # misspelled options: stop before anything
         super().setup_env(env_cfg)
         self._work_dir_lock: Optional[WorkDirLock] = None
         self._lock_warning: Optional[str] = None
+        self._run_id = self._new_run_id()
         if self._train_loop is None:  # evaluation may share a training run's dir
             return
         refusal = ''
@@ -320,7 +307,7 @@ class CheckedRunner(Runner):
                         f'Resume: no checkpoint to resume in {self.work_dir}; '
                         f'starting from scratch.')
                     self._resume = False
-                    return super().load_or_resume()
+                    return self.load_or_resume()
                 self.logger.info(f'Resume: the newest intact checkpoint is {path}.')
                 self._load_from = path
             else:
@@ -333,8 +320,99 @@ class CheckedRunner(Runner):
             if osp.isfile(self._load_from):
                 ckpt = load_checkpoint_file(self._load_from, mmap=True)
                 self._check_resumed_model(self._load_from, ckpt)
+                self._check_run_fingerprint(self._load_from, ckpt.get('meta') or {})
                 self._warn_discarded_options(self._load_from, ckpt.get('meta') or {})
+        if isinstance(self._train_loop, BaseLoop) and not self._has_loaded:
+            self._write_run_record()  # a training run: fresh start or resume
         return super().load_or_resume()
+
+    # ------------------------------------------------------------ run fingerprint
+    @staticmethod
+    def _new_run_id() -> str:
+        """A new run id (time and randomness), the same on every process."""
+        run_id = [f'{time.strftime("%Y%m%d_%H%M%S")}_{uuid.uuid4().hex[:8]}']
+        if get_world_size() > 1:
+            broadcast_object_list(run_id)
+        return run_id[0]
+
+    @property
+    def run_id(self) -> str:
+        """This run's id: new at a fresh start, the checkpoint's after a resume."""
+        return self._run_id
+
+    def run_fingerprint(self) -> dict:
+        """What every checkpoint's ``meta['run_fingerprint']`` holds: the run id,
+        the hashes of the model and data parts of the config (:func:`model_part`,
+        :func:`data_part`) and the seed."""
+        return dict(
+            run_id=self._run_id,
+            model=config_hash(model_part(self.cfg)),
+            data=config_hash(data_part(self.cfg)),
+            seed=self.seed)
+
+    def save_checkpoint(self, out_dir: str, filename: str, *args, meta=None, **kwargs):
+        """MMEngine's ``save_checkpoint``, with :meth:`run_fingerprint` in the
+        ``meta``."""
+        meta = dict(meta or {}, **{FINGERPRINT_KEY: self.run_fingerprint()})
+        return super().save_checkpoint(out_dir, filename, *args, meta=meta, **kwargs)
+
+    def _read_run_record(self) -> Optional[dict]:
+        path = osp.join(self.work_dir, RUN_RECORD)
+        try:
+            with open(path) as f:
+                record = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            self.logger.warning(f'Resume: {path} does not read ({e}); the run id of '
+                                f'the checkpoint is not checked.')
+            return None
+        return record if isinstance(record, dict) else None
+
+    def _write_run_record(self) -> None:
+        """``WORK_DIR/run_fingerprint.json``: the run this work dir holds (its id
+        names the checkpoints ``--resume`` accepts)."""
+        if is_main_process():
+            record = dict(self.run_fingerprint(), config=self.cfg.filename)
+            atomic_write(
+                osp.join(self.work_dir, RUN_RECORD),
+                (json.dumps(record, indent=1, default=str) + '\n').encode())
+
+    def _check_run_fingerprint(self, path: str, meta: dict) -> None:
+        """Refuse a checkpoint of another run (run id other than the work dir's
+        record) or of another model (model config hash), naming every mismatch,
+        unless ``accept_foreign_checkpoint=True`` (``--accept-foreign-checkpoint``);
+        then, and for a changed seed or data config, warn. The run continues
+        under the checkpoint's run id."""
+        saved = meta.get(FINGERPRINT_KEY)
+        record = self._read_run_record()
+        if not isinstance(saved, dict):
+            self.logger.warning(
+                f'Resume: {path} holds no run fingerprint (written before cmae_mm '
+                f'recorded one): whether it belongs to this run is not checked.')
+            if record and record.get('run_id'):
+                self._run_id = str(record['run_id'])
+            return
+        problems, foreign = fingerprint_mismatch(
+            saved, self.run_fingerprint(), record,
+            self._randomness_cfg.get('seed') is not None,
+            meta.get('cfg') if isinstance(meta.get('cfg'), str) else None, self.cfg)
+        accept = bool(self.cfg.get('accept_foreign_checkpoint', False))
+        if foreign and not accept:
+            raise ValueError(
+                f'Cannot resume from {path}: it is a checkpoint of another run or '
+                f'another model. {"; ".join(problems)}. If it is the one to '
+                f'continue, resume with --accept-foreign-checkpoint '
+                f'(accept_foreign_checkpoint=True in the config); otherwise remove '
+                f'it from {self.work_dir} (the newest checkpoint of this run is then '
+                f'resumed), resume with the config it was trained with, or start a '
+                f'new run from its weights: --cfg-options load_from={path} without '
+                f'--resume.')
+        if problems:
+            self.logger.warning(f'Resume from {path}: {"; ".join(problems)}.' + (
+                ' Accepted (accept_foreign_checkpoint).' if foreign else ''))
+        self._run_id = str(saved.get('run_id') or self._run_id)
+        self.logger.info(f'Resume: run id {self._run_id}.')
 
     def load_checkpoint(self, filename: str, *args, **kwargs) -> dict:
         """MMEngine's ``load_checkpoint``, with the weights-only allow-list."""
@@ -351,6 +429,9 @@ class CheckedRunner(Runner):
         what fits, then fail on the optimizer's parameter groups, or train on)."""
         model = self.model.module if is_model_wrapper(self.model) else self.model
         problems = model_mismatch(model, ckpt.get('state_dict') or {})
+        if not problems and isinstance(ckpt.get('optimizer'), dict) and not isinstance(
+                self.optim_wrapper, dict):
+            problems = optimizer_mismatch(self.optim_wrapper, ckpt['optimizer'], model)
         if not problems:
             return
         here = osp.basename(self.cfg.filename) if self.cfg.filename else 'this config'
@@ -361,7 +442,9 @@ class CheckedRunner(Runner):
             f'(model {type(model).__name__}). {". ".join(problems)}. Resume with the '
             f'config the checkpoint was trained with, or start a new run in another '
             f'work dir from its weights: --cfg-options load_from={path} without '
-            f'--resume (matching weights are loaded, the optimizer starts anew).')
+            f'--resume (matching weights are loaded, the optimizer starts anew). '
+            f'--accept-foreign-checkpoint does not apply: the saved tensors do not '
+            f'fit this model.')
 
     def _warn_discarded_options(self, path: str, meta: dict) -> None:
         if not isinstance(meta.get('cfg'), str):

@@ -13,6 +13,10 @@ bank, read with the ``val_dataloader`` pipeline; ``val_dataloader`` gives the
 queries); without it, from CONFIG's own ``val_cfg`` (the study configs). Prints the
 metrics and writes them (JSON) to WORK_DIR/knn_metrics.json. Distributed as
 tools/test.py (dist_test.sh).
+
+The checkpoint is loaded strictly (``CheckedLoadHook``): one of another model (e.g. a
+ConMIM checkpoint with a CMAE config) or with NaN / inf tensors stops the tool,
+naming the keys, both models and the tensors; no metrics are written.
 """
 import argparse
 import copy
@@ -24,7 +28,8 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import cmae_mm  # noqa: F401  (registers every module)
-from cmae_mm.engine.checkpoint import verify_checkpoint
+from cmae_mm.engine.checkpoint import (CheckedLoadHook, CheckpointError,
+                                       verify_checkpoint)
 from cmae_mm.engine.launch import prepare_launch
 from cmae_mm.evaluation.features import ENCODERS, FEATURES
 
@@ -114,7 +119,12 @@ def main() -> None:
         cfg.merge_from_dict(args.cfg_options)
     cfg = prepare_launch(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
-    metrics = runner.val()
+    # MMEngine's load_from is non-strict: the checkpoint must be this model's
+    runner.register_hook(CheckedLoadHook(), 'HIGHEST')
+    try:
+        metrics = runner.val()
+    except CheckpointError as e:
+        raise SystemExit(f'[knn_eval] {e}')
     if runner.rank == 0:
         result = dict(
             config=args.config,

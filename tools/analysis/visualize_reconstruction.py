@@ -8,7 +8,8 @@ CONFIG: the pretraining config of the checkpoint (CMAE, MAE: rows original / mas
 reconstruction, drawn as tools/demo.py draws them; ConMIM: rows original / query patch
 with its most similar patches / similarity map). IMAGES: image files or folders;
 each is resized (short side) and centre-cropped to the model's input size. CHECKPOINT
-may be ``random`` to see an untrained model.
+may be ``random`` to see an untrained model; a checkpoint of another model or with NaN
+/ inf tensors stops the tool, naming the keys, both models and the tensors.
 """
 import argparse
 import os
@@ -43,10 +44,10 @@ def main() -> None:
     args = parse_args()
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmengine.runner import load_checkpoint
 
     import cmae_mm  # noqa: F401  (registers the modules)
-    from cmae_mm.engine.checkpoint import verify_checkpoint
+    from cmae_mm.engine.checkpoint import (CheckpointError, load_model_checkpoint,
+                                           verify_checkpoint)
     from cmae_mm.visualization import load_images, lookup_figure, reconstruction_figure
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
@@ -60,7 +61,10 @@ def main() -> None:
         if reason is not None:
             raise SystemExit(f'not a usable PyTorch checkpoint: {args.checkpoint}: '
                              f'{reason}')
-        load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+        try:
+            load_model_checkpoint(model, args.checkpoint, osp.basename(args.config))
+        except CheckpointError as e:
+            raise SystemExit(str(e))
     size = model.backbone.patch_resolution[0] * model.backbone.patch_embed.projection \
         .kernel_size[0]
     try:

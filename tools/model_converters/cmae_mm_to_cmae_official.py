@@ -1,7 +1,7 @@
 """cmae_mm CMAE pretraining checkpoint -> the official CMAE release's layout.
 
     python tools/model_converters/cmae_mm_to_cmae_official.py \
-        work_dirs/cmae/epoch_300.pth OUT.pth [--no-bgr]
+        work_dirs/cmae/epoch_300.pth OUT.pth [--no-bgr] [--allow-non-finite]
 
 The inverse of ``cmae_official_to_cmae_mm.py --full``, so that our checkpoints work
 with the release's tools (its ``tools/extract_backbone_weights.py``, fine-tuning
@@ -11,13 +11,13 @@ embeddings and the pixel decoder's output channels are converted to the release'
 input order; ``--no-bgr`` keeps ours. Dropped and listed: the target's unused final
 norm, the EMA update count, the mask generator's state (no place in the release).
 Written as ``{'meta', 'state_dict'}`` like MMEngine checkpoints; no optimizer state.
+NaN / inf tensors are not written unless ``--allow-non-finite`` is given.
 """
 import argparse
 
-import torch
-
+from cmae_mm.converters.encoders import save_converted
 from cmae_mm.converters.full import cmae_mm_to_cmae_official
-from cmae_mm.engine.checkpoint import load_checkpoint_weights_only
+from cmae_mm.engine.checkpoint import CheckpointError, load_checkpoint_weights_only
 
 
 def main() -> None:
@@ -26,17 +26,27 @@ def main() -> None:
     parser.add_argument('dst', help='output .pth')
     parser.add_argument(
         '--no-bgr', action='store_true', help='keep the RGB input order of cmae_mm')
+    parser.add_argument(
+        '--allow-non-finite',
+        action='store_true',
+        help='write the output even when a tensor holds NaN or inf (refused by '
+        'default)')
     args = parser.parse_args()
     state_dict, dropped = cmae_mm_to_cmae_official(
         load_checkpoint_weights_only(args.src), bgr=not args.no_bgr)
     print(f'Dropped (no place in the release): {dropped}')
-    torch.save(
-        dict(
-            meta=dict(
+    try:
+        save_converted(
+            state_dict,
+            args.dst,
+            dict(
                 converted_from=args.src,
                 converter='cmae_mm_to_cmae_official.py',
                 bgr=not args.no_bgr),
-            state_dict=state_dict), args.dst)
+            args.allow_non_finite,
+            what=f'The conversion of {args.src}')
+    except CheckpointError as e:
+        raise SystemExit(str(e))
     print(f'Wrote {len(state_dict)} tensors in the official CMAE layout to {args.dst}.')
 
 

@@ -5,7 +5,7 @@
     # the whole pretraining model, to continue pretraining (load_from)
     python tools/model_converters/cmae_official_to_cmae_mm.py \
         cmae_official.pth OUT.pth --full [--config configs/pretrain/cmae_vit-b.py]
-    [--no-bgr-fix]
+    [--no-bgr-fix] [--allow-non-finite]
 
 Encoders: reads a full CMAE pretraining checkpoint (online ``backbone.*`` and momentum
 ``target_backbone.*``) or a file from the release's ``extract_backbone_weights.py``
@@ -26,16 +26,15 @@ subtracting the RGB means (docs/checkpoints.md). By default the encoders' patch
 embeddings are re-expressed exactly for RGB input normalised with the RGB statistics,
 as cmae_mm feeds it, and (``--full``) the pixel decoder's output channels are put in
 RGB order; ``--no-bgr-fix`` keeps the released weights untouched. The input is read
-weights-only.
+weights-only; NaN / inf tensors are not written unless ``--allow-non-finite`` is given.
 """
 import argparse
 
-import torch
-
 from cmae_mm.converters.encoders import (check_encoder, convert_cmae_official,
-                                         save_encoders)
+                                         save_converted, save_encoders)
 from cmae_mm.converters.full import build_pretraining_model, cmae_official_to_cmae_mm
-from cmae_mm.engine.checkpoint import load_checkpoint_file, load_checkpoint_weights_only
+from cmae_mm.engine.checkpoint import (CheckpointError, load_checkpoint_file,
+                                       load_checkpoint_weights_only)
 
 
 def convert_full(args) -> None:
@@ -53,19 +52,43 @@ def convert_full(args) -> None:
     if 'optimizer' in ckpt:
         print('Note: the optimizer state of the release is not converted; continue '
               'with load_from (the optimizer and the schedule start anew).')
-    torch.save(
+    save_converted(
+        state_dict,
+        args.dst,
         dict(
-            meta=dict(
-                converted_from=args.src,
-                source='CMAE official (full pretraining model)',
-                config=args.config,
-                bgr_fix=not args.no_bgr_fix,
-                official_epoch=meta.get('epoch'),
-                official_iter=meta.get('iter'),
-                converter='cmae_official_to_cmae_mm.py --full'),
-            state_dict=state_dict), args.dst)
+            converted_from=args.src,
+            source='CMAE official (full pretraining model)',
+            config=args.config,
+            bgr_fix=not args.no_bgr_fix,
+            official_epoch=meta.get('epoch'),
+            official_iter=meta.get('iter'),
+            converter='cmae_official_to_cmae_mm.py --full'),
+        args.allow_non_finite,
+        what=f'The conversion of {args.src}')
     print(f'Wrote {args.dst}: start a run from it with --cfg-options load_from='
           f'{args.dst}')
+
+
+def convert_encoders(args) -> None:
+    encoders, dropped = convert_cmae_official(
+        load_checkpoint_weights_only(args.src), bgr_fix=not args.no_bgr_fix)
+    print(f'Dropped (not encoder tensors): {dropped}')
+    for name, sd in encoders.items():
+        # the released target encoder may have no final norm
+        check_encoder(
+            sd, [r'^ln1\.'] if name == 'target' else [],
+            name=f'CMAE {name} encoder of {args.src}')
+    save_encoders(
+        encoders,
+        args.dst,
+        meta=dict(
+            converted_from=args.src,
+            source='CMAE official',
+            bgr_fix=not args.no_bgr_fix,
+            converter='cmae_official_to_cmae_mm.py'),
+        allow_non_finite=args.allow_non_finite,
+        what=f'The CMAE encoders of {args.src}')
+    print(f'Wrote encoders {sorted(encoders)} to {args.dst}.')
 
 
 def main() -> None:
@@ -82,27 +105,19 @@ def main() -> None:
         '--no-bgr-fix',
         action='store_true',
         help='do not convert the patch embedding to RGB input')
+    parser.add_argument(
+        '--allow-non-finite',
+        action='store_true',
+        help='write the output even when a tensor holds NaN or inf (refused by '
+        'default)')
     args = parser.parse_args()
-    if args.full:
-        return convert_full(args)
-
-    encoders, dropped = convert_cmae_official(
-        load_checkpoint_weights_only(args.src), bgr_fix=not args.no_bgr_fix)
-    print(f'Dropped (not encoder tensors): {dropped}')
-    for name, sd in encoders.items():
-        # the released target encoder may have no final norm
-        check_encoder(
-            sd, [r'^ln1\.'] if name == 'target' else [],
-            name=f'CMAE {name} encoder of {args.src}')
-    save_encoders(
-        encoders,
-        args.dst,
-        meta=dict(
-            converted_from=args.src,
-            source='CMAE official',
-            bgr_fix=not args.no_bgr_fix,
-            converter='cmae_official_to_cmae_mm.py'))
-    print(f'Wrote encoders {sorted(encoders)} to {args.dst}.')
+    try:
+        if args.full:
+            convert_full(args)
+        else:
+            convert_encoders(args)
+    except CheckpointError as e:
+        raise SystemExit(str(e))
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 """Official ConMIM (BEiT-format) checkpoint -> cmae_mm encoder checkpoint.
 
     python tools/model_converters/conmim_official_to_cmae_mm.py conmim.pth OUT.pth \
-        [--as online|target]
+        [--as online|target] [--allow-non-finite]
 
 ConMIM's release saves the online model and the momentum model in two files, both
 ``{'model': ...}`` with BEiT keys (``blocks.N.gamma_1``, ``blocks.N.attn.q_bias``,
@@ -9,13 +9,14 @@ ConMIM's release saves the online model and the momentum model in two files, bot
 MMPretrain's ``BEiTViT`` keys, ``lm_head``/``projectors`` are dropped, the result is
 checked against a freshly built BEiT encoder (a missing key fails) and written as the
 online (``backbone.*``) or, with ``--as target`` (use it for the momentum file, which
-the ConMIM configs load by default), the target encoder. Read weights-only.
+the ConMIM configs load by default), the target encoder. Read weights-only; NaN / inf
+tensors are not written unless ``--allow-non-finite`` is given.
 """
 import argparse
 
 from cmae_mm.converters.encoders import (check_encoder, convert_beit_official,
                                          save_encoders)
-from cmae_mm.engine.checkpoint import load_checkpoint_weights_only
+from cmae_mm.engine.checkpoint import CheckpointError, load_checkpoint_weights_only
 
 
 def main() -> None:
@@ -28,17 +29,27 @@ def main() -> None:
         choices=['online', 'target'],
         default='online',
         help='which encoder slot to write')
+    parser.add_argument(
+        '--allow-non-finite',
+        action='store_true',
+        help='write the output even when a tensor holds NaN or inf (refused by '
+        'default)')
     args = parser.parse_args()
 
     encoder, dropped = convert_beit_official(load_checkpoint_weights_only(args.src))
     print(f'Dropped (not encoder tensors): {dropped}')
     check_encoder(encoder, name=f'ConMIM encoder of {args.src}')
-    save_encoders({args.as_name: encoder},
-                  args.dst,
-                  meta=dict(
-                      converted_from=args.src,
-                      source='ConMIM official',
-                      converter='conmim_official_to_cmae_mm.py'))
+    try:
+        save_encoders({args.as_name: encoder},
+                      args.dst,
+                      meta=dict(
+                          converted_from=args.src,
+                          source='ConMIM official',
+                          converter='conmim_official_to_cmae_mm.py'),
+                      allow_non_finite=args.allow_non_finite,
+                      what=f'The ConMIM encoder of {args.src}')
+    except CheckpointError as e:
+        raise SystemExit(str(e))
     print(f'Wrote {len(encoder)} tensors to {args.dst} as the {args.as_name} encoder.')
 
 

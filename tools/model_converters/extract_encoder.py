@@ -1,7 +1,7 @@
 """cmae_mm pretraining checkpoint -> encoder-only checkpoint for a downstream task.
 
     python tools/model_converters/extract_encoder.py PRETRAIN_CKPT OUT.pth \
-        [--encoder online|target]
+        [--encoder online|target] [--allow-non-finite]
 
 Keeps one encoder (``online`` = ``backbone.*``, ``target`` = the momentum encoder
 ``target_encoder.module.0.*``) and drops decoders, projectors, predictor and optimizer
@@ -9,12 +9,15 @@ state. The encoder is written back under ``backbone.*`` (``--as-online``, defaul
 the downstream configs load it with their default ``encoder='online'``; with
 ``--keep-prefix`` a target encoder stays under ``target_encoder.module.0.*``. The
 encoder is loaded into a freshly built MMPretrain encoder first: missing keys fail,
-unexpected ones are reported. The input is read weights-only.
+unexpected ones are reported. An encoder with NaN / inf tensors is not written (the
+error names them) unless ``--allow-non-finite`` is given (then a warning names them).
+The input is read weights-only.
 """
 import argparse
 
 from cmae_mm.converters.encoders import check_encoder, save_encoders
-from cmae_mm.engine.checkpoint import extract_encoder, load_checkpoint_weights_only
+from cmae_mm.engine.checkpoint import (CheckpointError, extract_encoder,
+                                       load_checkpoint_weights_only)
 
 
 def main() -> None:
@@ -26,6 +29,11 @@ def main() -> None:
         '--keep-prefix',
         action='store_true',
         help='write a target encoder under target_encoder.module.0.*')
+    parser.add_argument(
+        '--allow-non-finite',
+        action='store_true',
+        help='write the output even when a tensor holds NaN or inf (refused by '
+        'default)')
     args = parser.parse_args()
 
     encoder = extract_encoder(load_checkpoint_weights_only(args.src), args.encoder)
@@ -34,12 +42,17 @@ def main() -> None:
     allowed = [r'^ln1\.'] if args.encoder == 'target' else []
     check_encoder(encoder, allowed, name=f'{args.encoder} encoder of {args.src}')
     as_name = args.encoder if args.keep_prefix else 'online'
-    save_encoders({as_name: encoder},
-                  args.dst,
-                  meta=dict(
-                      converted_from=args.src,
-                      encoder=args.encoder,
-                      converter='extract_encoder.py'))
+    try:
+        save_encoders({as_name: encoder},
+                      args.dst,
+                      meta=dict(
+                          converted_from=args.src,
+                          encoder=args.encoder,
+                          converter='extract_encoder.py'),
+                      allow_non_finite=args.allow_non_finite,
+                      what=f'The {args.encoder} encoder of {args.src}')
+    except CheckpointError as e:
+        raise SystemExit(str(e))
     print(f'Wrote the {args.encoder} encoder ({len(encoder)} tensors) to {args.dst} '
           f'as {as_name!r}.')
 

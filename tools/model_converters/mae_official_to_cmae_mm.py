@@ -18,38 +18,21 @@ Maps ``blocks.N.{norm1,attn,norm2,mlp.fc1,mlp.fc2}``, ``patch_embed.proj``, ``no
 ``cls_token``, ``pos_embed`` (and ``decoder_*``) to MMPretrain's keys; every tensor is
 checked against the model built from the config (a missing or unplaced tensor stops
 the conversion naming it). The input is read weights-only; the optimizer state is not
-converted (docs/converters.md).
+converted (docs/converters.md). NaN / inf tensors are not written unless
+``--allow-non-finite`` is given.
 """
 import argparse
 
-import torch
-
 from cmae_mm.converters.encoders import (check_encoder, convert_mae_official,
-                                         save_encoders)
+                                         save_converted, save_encoders)
 from cmae_mm.converters.full import (build_pretraining_model, cmae_from_mae,
                                      mae_official_to_mae_mm)
-from cmae_mm.engine.checkpoint import load_checkpoint_weights_only
+from cmae_mm.engine.checkpoint import CheckpointError, load_checkpoint_weights_only
 
 MAE_CONFIG = 'configs/pretrain/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='official MAE checkpoint ({"model": ...})')
-    parser.add_argument('dst', help='output .pth')
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument(
-        '--full', action='store_true', help='encoder and decoder as MMPretrain\'s MAE')
-    mode.add_argument(
-        '--init-cmae',
-        action='store_true',
-        help='a CMAE pretraining checkpoint initialised from MAE')
-    parser.add_argument(
-        '--config',
-        default=None,
-        help='config of the target model (--full: the MAE '
-        'reference; --init-cmae: configs/pretrain/cmae_vit-b.py)')
-    args = parser.parse_args()
+def convert(args) -> None:
     official = load_checkpoint_weights_only(args.src)
     meta = dict(converted_from=args.src, source='MAE official')
 
@@ -69,10 +52,12 @@ def main() -> None:
                   f'by the config ({len(initialised)} tensors): feature decoder, '
                   f'projector, predictor, target projector, mask generator state.')
             what = 'cmae_mm CMAE'
-        torch.save(
-            dict(
-                meta=dict(meta, converter='mae_official_to_cmae_mm.py', model=what),
-                state_dict=state_dict), args.dst)
+        save_converted(
+            state_dict,
+            args.dst,
+            dict(meta, converter='mae_official_to_cmae_mm.py', model=what),
+            args.allow_non_finite,
+            what=f'The conversion of {args.src}')
         print(f'Wrote {len(state_dict)} tensors ({what}) to {args.dst}; start from it '
               f'with --cfg-options load_from={args.dst}')
         return
@@ -82,8 +67,38 @@ def main() -> None:
     check_encoder(encoder, name=f'MAE encoder of {args.src}')
     save_encoders({'online': encoder},
                   args.dst,
-                  meta=dict(meta, converter='mae_official_to_cmae_mm.py'))
+                  meta=dict(meta, converter='mae_official_to_cmae_mm.py'),
+                  allow_non_finite=args.allow_non_finite,
+                  what=f'The MAE encoder of {args.src}')
     print(f'Wrote {len(encoder)} tensors to {args.dst} as the online encoder.')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('src', help='official MAE checkpoint ({"model": ...})')
+    parser.add_argument('dst', help='output .pth')
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        '--full', action='store_true', help='encoder and decoder as MMPretrain\'s MAE')
+    mode.add_argument(
+        '--init-cmae',
+        action='store_true',
+        help='a CMAE pretraining checkpoint initialised from MAE')
+    parser.add_argument(
+        '--config',
+        default=None,
+        help='config of the target model (--full: the MAE '
+        'reference; --init-cmae: configs/pretrain/cmae_vit-b.py)')
+    parser.add_argument(
+        '--allow-non-finite',
+        action='store_true',
+        help='write the output even when a tensor holds NaN or inf (refused by '
+        'default)')
+    args = parser.parse_args()
+    try:
+        convert(args)
+    except CheckpointError as e:
+        raise SystemExit(str(e))
 
 
 if __name__ == '__main__':

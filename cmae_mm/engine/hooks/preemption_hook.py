@@ -13,7 +13,7 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
-from ..checkpoint_saving import atomic_write
+from ..checkpoint_saving import write_last_checkpoint
 
 #: exit status of a run stopped by a signal after saving its checkpoint (as GNU
 #: ``timeout``'s "time ran out"); distinct from 128 + 15 = 143, a run killed by
@@ -216,7 +216,7 @@ class PreemptionHook(Hook):
             or dict(backend='atomic_local'))
         runner.message_hub.update_info('last_ckpt', path)
         if is_main_process():
-            atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), path.encode())
+            write_last_checkpoint(runner.work_dir, path)  # relative (issue 21)
         return path
 
     # --------------------------------------- mid-epoch checkpoints after a resume

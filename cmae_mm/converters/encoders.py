@@ -27,6 +27,7 @@ Source layouts (read from the official code):
   table``, ``norm``, ``cls_token``, ``mask_token``; ``lm_head``, ``projectors`` and
   ``rel_pos_bias2`` are dropped.
 """
+import argparse
 import logging
 import re
 from collections import OrderedDict
@@ -237,6 +238,15 @@ def check_encoder(state_dict: StateDict,
     print(f'{name}: {len(state_dict)} tensors; missing {report["missing"]}; '
           f'unexpected (kept) {report["unexpected"]}')
     return report
+
+
+def add_allow_non_finite(parser: argparse.ArgumentParser) -> None:
+    """The converters' ``--allow-non-finite`` flag (:func:`save_converted`)."""
+    parser.add_argument(
+        '--allow-non-finite',
+        action='store_true',
+        help='write the output even when a tensor holds NaN or inf (refused by '
+        'default)')
 
 
 def save_converted(state_dict: StateDict,

@@ -109,8 +109,7 @@ test_evaluator = val_evaluator
 # docs/transfer_study.md); 5e-4 is the lr at which tests/test_transfer_det.py's
 # 60-update run learns
 accumulative_counts = 1
-optim_wrapper = dict(
-    accumulative_counts=accumulative_counts, optimizer=dict(lr=5e-4))
+optim_wrapper = dict(accumulative_counts=accumulative_counts, optimizer=dict(lr=5e-4))
 # 300 iterations (2,400 scenes, 0.6 epoch); warm-up 50 (250 of 184,375 there, too
 # short to matter at this length), lr x 0.1 at 89 % and 96 % of the run (as there)
 max_iters = 300

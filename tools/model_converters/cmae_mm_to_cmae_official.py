@@ -15,7 +15,7 @@ NaN / inf tensors are not written unless ``--allow-non-finite`` is given.
 """
 import argparse
 
-from cmae_mm.converters.encoders import save_converted
+from cmae_mm.converters.encoders import add_allow_non_finite, save_converted
 from cmae_mm.converters.full import cmae_mm_to_cmae_official
 from cmae_mm.engine.checkpoint import CheckpointError, load_checkpoint_weights_only
 
@@ -26,11 +26,7 @@ def main() -> None:
     parser.add_argument('dst', help='output .pth')
     parser.add_argument(
         '--no-bgr', action='store_true', help='keep the RGB input order of cmae_mm')
-    parser.add_argument(
-        '--allow-non-finite',
-        action='store_true',
-        help='write the output even when a tensor holds NaN or inf (refused by '
-        'default)')
+    add_allow_non_finite(parser)
     args = parser.parse_args()
     state_dict, dropped = cmae_mm_to_cmae_official(
         load_checkpoint_weights_only(args.src), bgr=not args.no_bgr)

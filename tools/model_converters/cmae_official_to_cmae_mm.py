@@ -30,8 +30,9 @@ weights-only; NaN / inf tensors are not written unless ``--allow-non-finite`` is
 """
 import argparse
 
-from cmae_mm.converters.encoders import (check_encoder, convert_cmae_official,
-                                         save_converted, save_encoders)
+from cmae_mm.converters.encoders import (add_allow_non_finite, check_encoder,
+                                         convert_cmae_official, save_converted,
+                                         save_encoders)
 from cmae_mm.converters.full import build_pretraining_model, cmae_official_to_cmae_mm
 from cmae_mm.engine.checkpoint import (CheckpointError, load_checkpoint_file,
                                        load_checkpoint_weights_only)
@@ -105,11 +106,7 @@ def main() -> None:
         '--no-bgr-fix',
         action='store_true',
         help='do not convert the patch embedding to RGB input')
-    parser.add_argument(
-        '--allow-non-finite',
-        action='store_true',
-        help='write the output even when a tensor holds NaN or inf (refused by '
-        'default)')
+    add_allow_non_finite(parser)
     args = parser.parse_args()
     try:
         if args.full:

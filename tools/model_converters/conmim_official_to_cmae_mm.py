@@ -14,8 +14,8 @@ tensors are not written unless ``--allow-non-finite`` is given.
 """
 import argparse
 
-from cmae_mm.converters.encoders import (check_encoder, convert_beit_official,
-                                         save_encoders)
+from cmae_mm.converters.encoders import (add_allow_non_finite, check_encoder,
+                                         convert_beit_official, save_encoders)
 from cmae_mm.engine.checkpoint import CheckpointError, load_checkpoint_weights_only
 
 
@@ -29,11 +29,7 @@ def main() -> None:
         choices=['online', 'target'],
         default='online',
         help='which encoder slot to write')
-    parser.add_argument(
-        '--allow-non-finite',
-        action='store_true',
-        help='write the output even when a tensor holds NaN or inf (refused by '
-        'default)')
+    add_allow_non_finite(parser)
     args = parser.parse_args()
 
     encoder, dropped = convert_beit_official(load_checkpoint_weights_only(args.src))

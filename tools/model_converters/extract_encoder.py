@@ -15,7 +15,8 @@ The input is read weights-only.
 """
 import argparse
 
-from cmae_mm.converters.encoders import check_encoder, save_encoders
+from cmae_mm.converters.encoders import (add_allow_non_finite, check_encoder,
+                                         save_encoders)
 from cmae_mm.engine.checkpoint import (CheckpointError, extract_encoder,
                                        load_checkpoint_weights_only)
 
@@ -29,11 +30,7 @@ def main() -> None:
         '--keep-prefix',
         action='store_true',
         help='write a target encoder under target_encoder.module.0.*')
-    parser.add_argument(
-        '--allow-non-finite',
-        action='store_true',
-        help='write the output even when a tensor holds NaN or inf (refused by '
-        'default)')
+    add_allow_non_finite(parser)
     args = parser.parse_args()
 
     encoder = extract_encoder(load_checkpoint_weights_only(args.src), args.encoder)

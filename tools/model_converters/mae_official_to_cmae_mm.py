@@ -23,8 +23,9 @@ converted (docs/converters.md). NaN / inf tensors are not written unless
 """
 import argparse
 
-from cmae_mm.converters.encoders import (check_encoder, convert_mae_official,
-                                         save_converted, save_encoders)
+from cmae_mm.converters.encoders import (add_allow_non_finite, check_encoder,
+                                         convert_mae_official, save_converted,
+                                         save_encoders)
 from cmae_mm.converters.full import (build_pretraining_model, cmae_from_mae,
                                      mae_official_to_mae_mm)
 from cmae_mm.engine.checkpoint import CheckpointError, load_checkpoint_weights_only
@@ -89,11 +90,7 @@ def main() -> None:
         default=None,
         help='config of the target model (--full: the MAE '
         'reference; --init-cmae: configs/pretrain/cmae_vit-b.py)')
-    parser.add_argument(
-        '--allow-non-finite',
-        action='store_true',
-        help='write the output even when a tensor holds NaN or inf (refused by '
-        'default)')
+    add_allow_non_finite(parser)
     args = parser.parse_args()
     try:
         convert(args)

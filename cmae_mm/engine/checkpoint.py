@@ -431,13 +431,15 @@ def model_mismatch(model: torch.nn.Module, state_dict: dict) -> List[str]:
         re.sub(r'^module\.', '', k): tuple(v.shape)
         for k, v in state_dict.items() if isinstance(v, torch.Tensor)
     }
+    own_state = model.state_dict()
+    own_keys = set(own_state)
     own = {
         k: tuple(v.shape)
-        for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)
+        for k, v in own_state.items() if isinstance(v, torch.Tensor)
     }
     params = [n for n, _ in model.named_parameters()]
     missing = [k for k in params if k not in saved]
-    unexpected = sorted(k for k in saved if k not in model.state_dict())
+    unexpected = sorted(k for k in saved if k not in own_keys)
     shapes = [
         f'{k}: checkpoint {list(saved[k])} vs model {list(own[k])}' for k in own
         if k in saved and saved[k] != own[k]

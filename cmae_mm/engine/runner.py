@@ -344,11 +344,11 @@ class CheckedRunner(Runner):
         """What every checkpoint's ``meta['run_fingerprint']`` holds: the run id,
         the hashes of the model and data parts of the config (:func:`model_part`,
         :func:`data_part`) and the seed."""
-        return dict(
-            run_id=self._run_id,
-            model=config_hash(model_part(self.cfg)),
-            data=config_hash(data_part(self.cfg)),
-            seed=self.seed)
+        if not hasattr(self, '_config_hashes'):  # the config is fixed for the run
+            self._config_hashes = dict(
+                model=config_hash(model_part(self.cfg)),
+                data=config_hash(data_part(self.cfg)))
+        return dict(run_id=self._run_id, **self._config_hashes, seed=self.seed)
 
     def save_checkpoint(self, out_dir: str, filename: str, *args, meta=None, **kwargs):
         """MMEngine's ``save_checkpoint``, with :meth:`run_fingerprint` in the
